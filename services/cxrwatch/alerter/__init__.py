@@ -1,0 +1,1 @@
+"""The alerter: risk scores in, deterioration alerts out."""

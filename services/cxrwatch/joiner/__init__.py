@@ -1,0 +1,1 @@
+"""The joiner: radiographs meet the clinical data known at their time."""

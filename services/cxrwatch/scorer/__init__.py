@@ -1,0 +1,1 @@
+"""The scorer: inference requests in, risk scores out, through the model server."""
