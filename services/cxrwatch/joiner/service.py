@@ -41,6 +41,7 @@ from cxrwatch.core.observations import ObservationStore
 from cxrwatch.core.settings import ServiceSettings
 from cxrwatch.core.stream import Outcome, process_each
 from cxrwatch.joiner.recent import RecentRadiographs
+from cxrwatch.joiner.rescore import rescore_times
 from cxrwatch.joiner.vector import build_vector
 
 logger = logging.getLogger(__name__)
@@ -108,36 +109,22 @@ class Joiner:
             update.earliest_effective_at - self._validity,
             update.latest_effective_at + self._longest_lookback,
         )
-        requests = []
-        for radiograph, as_of in self._rescore_times(candidates, update):
-            requests.append(await self._join(radiograph, as_of, "clinical-update"))
+        affected = rescore_times(
+            candidates,
+            [o.effective_at for o in update.observations],
+            self._longest_lookback,
+            self._validity,
+        )
+        requests = [
+            await self._join(radiograph, as_of, "clinical-update")
+            for radiograph, as_of in affected
+        ]
         logger.info(
             "joiner re-joined %d radiograph(s) for %s",
             len(requests),
             patient_ref(update.patient_key),
         )
         return requests
-
-    def _rescore_times(
-        self, radiographs: list[Radiograph], update: ClinicalUpdate
-    ) -> list[tuple[Radiograph, datetime]]:
-        """Which radiographs the update affects, and as of when to score them."""
-        times = [o.effective_at for o in update.observations]
-        chosen: dict[str, tuple[Radiograph, datetime]] = {}
-        for radiograph in radiographs:
-            acquired = radiograph.acquired_at
-            if any(acquired - self._longest_lookback <= t <= acquired for t in times):
-                chosen[radiograph.radiograph_id] = (radiograph, acquired)
-        later = (
-            [t for t in times if t > radiographs[0].acquired_at] if radiographs else []
-        )
-        if later:
-            newest = max(later)
-            before = [r for r in radiographs if r.acquired_at < newest]
-            latest = before[-1]
-            if newest <= latest.acquired_at + self._validity:
-                chosen[latest.radiograph_id] = (latest, newest)
-        return list(chosen.values())
 
     async def _join(
         self, radiograph: Radiograph, as_of: datetime, trigger: str

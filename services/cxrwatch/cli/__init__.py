@@ -1,0 +1,1 @@
+"""The ``cxrwatch`` command line."""

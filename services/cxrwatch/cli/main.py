@@ -1,0 +1,183 @@
+"""``cxrwatch``: publish files, replay a scenario, run the embedded pipeline."""
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from cxrwatch.core.errors import CxrwatchError
+from cxrwatch.core.kafka import ensure_topics
+from cxrwatch.core.logs import configure_logging
+from cxrwatch.core.settings import ServiceSettings
+
+app = typer.Typer(help="Deterioration alerts from chest radiographs and clinical data.")
+console = Console()
+logger = logging.getLogger(__name__)
+
+Files = Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)]
+Bootstrap = Annotated[
+    str | None,
+    typer.Option(help="Kafka bootstrap servers (else CXRWATCH_KAFKA_BOOTSTRAP)."),
+]
+
+
+def _settings(bootstrap: str | None) -> ServiceSettings:
+    settings = ServiceSettings()
+    if bootstrap:
+        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+    return settings
+
+
+def _publish(kind: str, files: list[Path], bootstrap: str | None) -> None:
+    from cxrwatch.cli.publish import Publisher
+
+    settings = _settings(bootstrap)
+    ensure_topics(settings)
+    publisher = Publisher(settings)
+    try:
+        for path in files:
+            delivery = publisher.publish(kind, path)
+            where = f"{delivery.topic}[{delivery.partition}]@{delivery.offset}"
+            console.print(f"{path.name} → {where}")
+    finally:
+        publisher.close()
+
+
+publish_app = typer.Typer(help="Put files on the input topics.")
+app.add_typer(publish_app, name="publish")
+
+
+@publish_app.command("dicom")
+def publish_dicom(files: Files, bootstrap: Bootstrap = None) -> None:
+    """Publish DICOM files to dicom.instances.v1."""
+    _publish("dicom", files, bootstrap)
+
+
+@publish_app.command("fhir")
+def publish_fhir(files: Files, bootstrap: Bootstrap = None) -> None:
+    """Publish FHIR R4 JSON resources or Bundles to ehr.observations.v1."""
+    _publish("fhir", files, bootstrap)
+
+
+@publish_app.command("hl7")
+def publish_hl7(files: Files, bootstrap: Bootstrap = None) -> None:
+    """Publish HL7 v2 messages to ehr.observations.v1."""
+    _publish("hl7", files, bootstrap)
+
+
+@app.command()
+def scenario(
+    out: Annotated[Path, typer.Argument(help="Folder to write the scenario into.")],
+) -> None:
+    """Build the sample scenario from real radiographs and messages."""
+    from cxrwatch.scenario.plan import build
+
+    index = build(out)
+    steps = json.loads(index.read_text())["steps"]
+    console.print(f"{len(steps)} messages written; index {index}")
+
+
+@app.command()
+def replay(
+    index: Annotated[Path, typer.Argument(exists=True, help="A scenario.json.")],
+    bootstrap: Bootstrap = None,
+    pace: Annotated[float, typer.Option(help="Seconds between messages.")] = 0.0,
+) -> None:
+    """Publish a scenario's messages in order, with a progress bar."""
+    replay_scenario(index, _settings(bootstrap), pace)
+
+
+def replay_scenario(index: Path, settings: ServiceSettings, pace: float = 0.0) -> int:
+    """Publish every step of ``index``; return how many were sent."""
+    from cxrwatch.cli.publish import Publisher
+
+    steps = json.loads(index.read_text())["steps"]
+    ensure_topics(settings)
+    publisher = Publisher(settings)
+    columns = (
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+    )
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("", total=len(steps))
+            for step in steps:
+                path = index.parent / step["path"]
+                publisher.publish(step["kind"], path, key=step["key"])
+                progress.update(task, advance=1, description=step["kind"])
+                if pace:
+                    time.sleep(pace)
+    finally:
+        publisher.close()
+    return len(steps)
+
+
+@app.command()
+def alerts(
+    api: Annotated[str, typer.Option(help="API base URL.")] = "http://127.0.0.1:8080",
+    key: Annotated[str, typer.Option(envvar="CXRWATCH_API_KEY")] = "local-demo-key",
+) -> None:
+    """Print the alerts the API holds."""
+    from cxrwatch.embedded.stack import read_json
+
+    body = read_json(f"{api}/alerts?limit=100", key)
+    print_alerts(body)
+
+
+def print_alerts(body: object) -> None:
+    """Render an /alerts response as a table."""
+    items = body.get("items", []) if isinstance(body, dict) else []
+    table = Table(title=f"{len(items)} alert(s)")
+    for column in (
+        "raised at",
+        "patient",
+        "band",
+        "reason",
+        "risk",
+        "NEWS2",
+        "moved most",
+    ):
+        table.add_column(column)
+    for alert in items:
+        previous = alert.get("previous_p_critical")
+        risk = f"{previous:.2f} → " if previous is not None else ""
+        changes = ", ".join(c["feature"] for c in alert.get("changes", []))
+        table.add_row(
+            alert["raised_at"],
+            alert["patient_key"],
+            alert["band"],
+            alert["reason"],
+            risk + f"{alert['p_critical']:.2f}",
+            str(alert.get("news2", {}).get("score")),
+            changes,
+        )
+    console.print(table)
+
+
+@app.command()
+def run(
+    once: Annotated[
+        bool, typer.Option(envvar="ONCE", help="Replay, print, stop.")
+    ] = False,
+) -> None:
+    """Start broker, Redis, Triton and every service; replay the sample scenario."""
+    from cxrwatch.embedded.demo import run_demo
+
+    configure_logging("INFO")
+    try:
+        raise typer.Exit(run_demo(once=once))
+    except CxrwatchError as exc:
+        console.print(f"[red]cxrwatch: {exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""The sample scenario: a few patients over a few days, in real formats."""
