@@ -17,6 +17,10 @@ Layout (``<p>`` is the prefix, ``cxr`` by default):
 
 Recording an alert is atomic and idempotent by alert id: a redelivered alert
 adds nothing, so the API sees each alert once.
+
+The API reads through the methods below ``record_score`` and changes an alert
+only through :meth:`AlertStore.transition`, which checks the current status,
+writes who/when/note and appends the audit entry in one script.
 """
 
 import json
@@ -25,7 +29,7 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from cxrwatch.core.errors import DependencyUnavailable
+from cxrwatch.core.errors import CxrwatchError, DependencyUnavailable
 from cxrwatch.core.events import Alert, RiskScore
 
 _RECORD_ALERT = """
@@ -52,6 +56,41 @@ end
 return 1
 """
 
+# KEYS: alert hash, audit stream. ARGV: new status, actor, time, note, alert id,
+# then the statuses it may change from. Returns {0} when the alert is unknown,
+# {1, status} when its status forbids the change, {2, audit entry id} when done.
+_TRANSITION = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {0} end
+local allowed = false
+for i = 6, #ARGV do
+  if ARGV[i] == status then allowed = true end
+end
+if not allowed then return {1, status} end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], ARGV[1] .. '_by', ARGV[2],
+  ARGV[1] .. '_at', ARGV[3], ARGV[1] .. '_note', ARGV[4])
+local entry = redis.call('XADD', KEYS[2], '*', 'alert_id', ARGV[5],
+  'action', ARGV[1], 'actor', ARGV[2], 'at', ARGV[3], 'note', ARGV[4])
+return {2, entry}
+"""
+
+FEED_START = "0-0"
+"""Feed position before the first entry."""
+
+
+def stream_id_order(entry_id: str) -> tuple[int, int]:
+    """A Redis stream entry id as a comparable ``(milliseconds, sequence)``."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class TransitionRefused(CxrwatchError):
+    """The alert's current status does not allow the requested change."""
+
+    def __init__(self, alert_id: str, status: str) -> None:
+        super().__init__(f"alert {alert_id} is {status}")
+        self.status = status
+
 
 class AlertStore:
     """Alerts and scores as the API serves them."""
@@ -64,6 +103,7 @@ class AlertStore:
         self._history_s = history_days * 86400
         self._record_alert = redis.register_script(_RECORD_ALERT)
         self._record_score = redis.register_script(_RECORD_SCORE)
+        self._transition = redis.register_script(_TRANSITION)
 
     def alert_key(self, alert_id: str) -> str:
         """Key of one alert's hash."""
@@ -186,12 +226,17 @@ class AlertStore:
         newest: float,
         oldest: float,
         limit: int,
+        offset: int = 0,
     ) -> list[tuple[str, float]]:
-        """Alert ids raised in [oldest, newest], newest first."""
+        """Alert ids raised in [oldest, newest], newest first.
+
+        Ids raised at the same time come in descending byte order of the id,
+        which is what makes a (time, id) position a stable cursor.
+        """
         key = self.patient_alerts_key(patient_key) if patient_key else self.alerts_key
         try:
             rows = await self._redis.zrevrangebyscore(
-                key, newest, oldest, start=0, num=limit, withscores=True
+                key, newest, oldest, start=offset, num=limit, withscores=True
             )
         except RedisError as exc:
             raise DependencyUnavailable(f"Redis: {exc}") from exc
@@ -219,3 +264,119 @@ class AlertStore:
         except RedisError as exc:
             raise DependencyUnavailable(f"Redis: {exc}") from exc
         return {k.decode(): json.loads(v)["score"] for k, v in rows.items()}
+
+    async def latest_score(self, patient_key: str) -> dict[str, object] | None:
+        """The latest score of one patient, or None when it has none."""
+        try:
+            raw = await self._redis.hget(self.latest_key, patient_key)
+        except RedisError as exc:
+            raise DependencyUnavailable(f"Redis: {exc}") from exc
+        if raw is None:
+            return None
+        score: dict[str, object] = json.loads(raw)["score"]
+        return score
+
+    async def get_alerts(self, alert_ids: list[str]) -> list[dict[str, str] | None]:
+        """The stored fields of several alerts, None where one is missing."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for alert_id in alert_ids:
+                    pipe.hgetall(self.alert_key(alert_id))
+                rows = await pipe.execute()
+        except RedisError as exc:
+            raise DependencyUnavailable(f"Redis: {exc}") from exc
+        return [
+            {k.decode(): v.decode() for k, v in raw.items()} if raw else None
+            for raw in rows
+        ]
+
+    async def transition(
+        self,
+        alert_id: str,
+        status: str,
+        allowed_from: tuple[str, ...],
+        actor: str,
+        note: str | None = None,
+    ) -> dict[str, str] | None:
+        """Move an alert to ``status`` and audit it; None when it is unknown.
+
+        Raises :class:`TransitionRefused` when the alert's status is not one
+        of ``allowed_from`` (resolving a resolved alert, say).
+        """
+        now = datetime.now(UTC).isoformat()
+        keys = [self.alert_key(alert_id), self.audit_key]
+        args = [status, actor, now, note or "", alert_id, *allowed_from]
+        try:
+            outcome = await self._transition(keys=keys, args=args)
+        except RedisError as exc:
+            raise DependencyUnavailable(f"Redis: {exc}") from exc
+        if outcome[0] == 0:
+            return None
+        if outcome[0] == 1:
+            raise TransitionRefused(alert_id, outcome[1].decode())
+        return await self.get_alert(alert_id)
+
+    async def feed_position(self) -> str:
+        """Id of the newest entry of the alert feed, or ``0-0`` when empty."""
+        try:
+            rows = await self._redis.xrevrange(self.feed_key, count=1)
+        except RedisError as exc:
+            raise DependencyUnavailable(f"Redis: {exc}") from exc
+        return rows[0][0].decode() if rows else FEED_START
+
+    async def read_feed(
+        self, after: str, count: int, block_ms: int | None
+    ) -> list[tuple[str, str]]:
+        """Feed entries after ``after`` as (entry id, alert id), oldest first.
+
+        With ``block_ms`` it waits that long for a first entry; an empty list
+        means none came.
+        """
+        try:
+            rows = await self._redis.xread(
+                {self.feed_key: after}, count=count, block=block_ms
+            )
+        except RedisError as exc:
+            raise DependencyUnavailable(f"Redis: {exc}") from exc
+        if not rows:
+            return []
+        return [
+            (entry.decode(), fields[b"alert_id"].decode())
+            for entry, fields in rows[0][1]
+        ]
+
+    async def feed_lost_after(self, after: str) -> bool:
+        """True when entries newer than ``after`` were trimmed from the feed."""
+        try:
+            info = await self._redis.xinfo_stream(self.feed_key)
+        except RedisError as exc:
+            if "no such key" in str(exc).lower():
+                return False
+            raise DependencyUnavailable(f"Redis: {exc}") from exc
+        deleted = info.get("max-deleted-entry-id", b"0-0")
+        if isinstance(deleted, bytes):
+            deleted = deleted.decode()
+        return stream_id_order(str(deleted)) > stream_id_order(after)
+
+    async def audit_entries(
+        self, before: str | None, count: int
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Audit entries older than ``before`` (all when None), newest first."""
+        newest = f"({before}" if before else "+"
+        try:
+            rows = await self._redis.xrevrange(
+                self.audit_key, max=newest, min="-", count=count
+            )
+        except RedisError as exc:
+            raise DependencyUnavailable(f"Redis: {exc}") from exc
+        return [
+            (entry.decode(), {k.decode(): v.decode() for k, v in fields.items()})
+            for entry, fields in rows
+        ]
+
+    async def ping(self) -> None:
+        """Raise :class:`DependencyUnavailable` unless Redis answers."""
+        try:
+            await self._redis.ping()
+        except RedisError as exc:
+            raise DependencyUnavailable(f"Redis: {exc}") from exc
