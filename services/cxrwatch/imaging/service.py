@@ -1,0 +1,252 @@
+"""The imaging service: DICOM objects in, model-ready radiograph events out.
+
+* **consumes** ``dicom.instances.v1``: the record value is one DICOM object
+  (a Part 10 file or a bare data set), the key the patient;
+* **decodes** each object in a pool of worker processes
+  (:func:`~cxrwatch.imaging.decode.read_radiograph` and the event's JSON), all
+  records of a poll at once. Decoding is CPU-bound Python and C; in the event
+  loop's process it would stall the consumer's heartbeats, and in a thread it
+  would still hold the GIL through pydicom's parsing. A process also contains a
+  codec that crashes: the pool is rebuilt, the records it was holding are
+  retried one at a time, and the one that kills a fresh worker alone is
+  dead-lettered;
+* **emits** ``imaging.radiographs.v1``: a :class:`~cxrwatch.core.events.Radiograph`
+  keyed by its Patient ID, ``ce_type`` ``org.cxrwatch.radiograph.v1``,
+  ``ce_id`` = ``radiograph_id`` = uuid5 of the SOP Instance UID, so that a
+  redelivered object yields the same event;
+* **skips** what the policy does not score (:mod:`~cxrwatch.imaging.policy`:
+  not CR/DX, not chest, not frontal, not human, multi-frame, for processing):
+  no output, counted in ``cxrwatch_skipped_total{service="imaging",reason}``;
+* **dead-letters** (through the runtime, which catches the handler's error):
+  bytes that are no DICOM, truncated or damaged pixel data, a transfer syntax
+  or photometric interpretation that is refused (both named), a missing or
+  undecodable Patient ID, no acquisition time;
+* **commits**: the runtime commits a record's offset once its outputs, or its
+  dead letter, are acknowledged by the broker; a skipped record has none and is
+  committed with its batch. A crash before that redelivers it.
+"""
+
+import asyncio
+import concurrent.futures
+import logging
+import multiprocessing
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from aiokafka import ConsumerRecord
+from pydantic import Field, field_validator
+
+from cxrwatch.core import topics
+from cxrwatch.core.errors import InvalidInput
+from cxrwatch.core.ids import patient_ref
+from cxrwatch.core.kafka import Output
+from cxrwatch.core.manifest import ImageSpec, load_manifest
+from cxrwatch.core.metrics import SKIPPED
+from cxrwatch.core.settings import ServiceSettings
+from cxrwatch.core.stream import Outcome, process_each
+from cxrwatch.imaging.decode import CE_TYPE, read_radiograph
+from cxrwatch.imaging.policy import NotScored
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "imaging"
+Pool = concurrent.futures.ProcessPoolExecutor
+CE_SOURCE = "cxrwatch/imaging"
+
+
+class ImagingSettings(ServiceSettings):
+    """Settings of the imaging service (``CXRWATCH_*``)."""
+
+    decode_workers: int = Field(
+        max(1, min(4, (os.cpu_count() or 2) - 1)),
+        ge=1,
+        description="Worker processes that decode DICOM objects.",
+    )
+    decode_tasks_per_worker: int = Field(
+        500,
+        ge=1,
+        description="Objects a worker decodes before it is replaced, bounding leaks.",
+    )
+
+    @field_validator("facility_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"CXRWATCH_FACILITY_TIMEZONE={value!r} is not an IANA time zone; "
+                "use a name such as 'Europe/Paris' or 'UTC'"
+            ) from exc
+        return value
+
+
+@dataclass(frozen=True)
+class RadiographRecord:
+    """What a worker sends back: the event, ready to produce."""
+
+    patient_key: str
+    radiograph_id: str
+    value: bytes
+    reduction: int
+
+
+def radiograph_record(raw: bytes, image: ImageSpec, zone: str) -> RadiographRecord:
+    """Decode one object into its event (runs in a worker process)."""
+    decoded = read_radiograph(raw, image, ZoneInfo(zone))
+    event = decoded.to_event()
+    return RadiographRecord(
+        patient_key=event.patient_key,
+        radiograph_id=event.radiograph_id,
+        value=event.model_dump_json().encode(),
+        reduction=decoded.reduction,
+    )
+
+
+Decoding = asyncio.Future[RadiographRecord]
+
+
+def _quiet_worker() -> None:
+    """Keep pydicom's per-object warnings out of the service log."""
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
+    warnings.filterwarnings("ignore", module=r"glymur(\..*)?")
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+
+
+class ImagingProcessor:
+    """Turns DICOM records into radiograph events; see the module docstring."""
+
+    name = SERVICE
+    input_topics: Sequence[str] = (topics.DICOM_INSTANCES,)
+
+    def __init__(self, settings: ImagingSettings, image: ImageSpec | None = None):
+        self.settings = settings
+        self._image = image
+        self._pool: Pool | None = None
+
+    @property
+    def image(self) -> ImageSpec:
+        """The model's image input, from the manifest."""
+        if self._image is None:
+            self._image = load_manifest(self.settings.manifest_path).image
+        return self._image
+
+    async def start(self) -> None:
+        """Read the manifest and start the decoding processes."""
+        logger.info(
+            "imaging decodes to %dx%d with %d worker(s), facility time zone %s",
+            self.image.height,
+            self.image.width,
+            self.settings.decode_workers,
+            self.settings.facility_timezone,
+        )
+        self._pool = self._new_pool()
+
+    async def stop(self) -> None:
+        """Stop the decoding processes."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    async def process(self, records: Sequence[ConsumerRecord]) -> list[Outcome]:
+        """Decode the batch in parallel, then finish each record in order."""
+        pending = {id(record): self._submit(record) for record in records}
+
+        async def finish(record: ConsumerRecord) -> list[Output]:
+            return await self._finish(record, *pending[id(record)])
+
+        return await process_each(records, finish)
+
+    def _submit(self, record: ConsumerRecord) -> tuple[Decoding, Pool]:
+        loop = asyncio.get_running_loop()
+        pool = self._ensure_pool()
+        if not record.value:
+            failed: Decoding = loop.create_future()
+            failed.set_exception(InvalidInput("the record has no value: no DICOM"))
+            return failed, pool
+        decoding = loop.run_in_executor(
+            pool,
+            radiograph_record,
+            record.value,
+            self.image,
+            self.settings.facility_timezone,
+        )
+        return decoding, pool
+
+    async def _finish(
+        self, record: ConsumerRecord, pending: Decoding, pool: Pool
+    ) -> list[Output]:
+        try:
+            result = await pending
+        except NotScored as skip:
+            SKIPPED.labels(SERVICE, skip.reason).inc()
+            logger.info(
+                "imaging skipped %s[%d]@%d: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                skip,
+            )
+            return []
+        except BrokenProcessPool:
+            result = await self._retry_alone(record, pool)
+        logger.info(
+            "imaging radiograph %s for %s from %s[%d]@%d, decoded at 1/%d",
+            result.radiograph_id,
+            patient_ref(result.patient_key),
+            record.topic,
+            record.partition,
+            record.offset,
+            result.reduction,
+        )
+        return [
+            Output(
+                topic=topics.IMAGING_RADIOGRAPHS,
+                key=result.patient_key,
+                value=result.value,
+                ce_type=CE_TYPE,
+                ce_id=result.radiograph_id,
+                ce_source=CE_SOURCE,
+            )
+        ]
+
+    async def _retry_alone(
+        self, record: ConsumerRecord, broken: Pool
+    ) -> RadiographRecord:
+        """Decode a record whose pool broke, alone in a fresh pool."""
+        self._discard(broken)
+        decoding, pool = self._submit(record)
+        try:
+            return await decoding
+        except BrokenProcessPool as exc:
+            self._discard(pool)
+            raise InvalidInput(
+                "the decoder process died while decoding this object (a codec "
+                "crash or the memory limit); it is dead-lettered so the "
+                "partition goes on"
+            ) from exc
+
+    def _ensure_pool(self) -> Pool:
+        if self._pool is None:
+            self._pool = self._new_pool()
+        return self._pool
+
+    def _discard(self, broken: Pool) -> None:
+        """Drop a broken pool, once: the next submission starts a new one."""
+        if self._pool is broken:
+            logger.warning("imaging decoder pool broke; starting a new one")
+            broken.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _new_pool(self) -> Pool:
+        # spawn, not fork: the parent runs an event loop and client threads.
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.settings.decode_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_quiet_worker,
+            max_tasks_per_child=self.settings.decode_tasks_per_worker,
+        )
