@@ -1,0 +1,468 @@
+"""FHIR R4 JSON (Observation, Patient, Bundle) read into a :class:`Reading`.
+
+Validation is the library's: fhir.resources 8.3 carries R5 at its top level and
+R4B (4.3.0) as a subpackage, but no R4 one. R4B's Observation, Patient and Bundle
+keep every element R4 has with the same names and types, so R4 JSON is
+validated with the R4B models. On top of the library's checks this module
+refuses what the library lets through but the pipeline relies on: an unknown
+Observation status, Bundle type or Patient gender.
+
+What is read:
+
+* Observation: ``code`` and each ``component.code`` (a blood-pressure panel
+  85354-9 gives its systolic 8480-6 component); ``valueQuantity``,
+  ``valueCodeableConcept`` (oxygen delivery, sex) and ``valueBoolean``;
+  ``effectiveDateTime``, ``effectiveInstant`` or ``effectivePeriod`` (its end,
+  else its start), else the time of a panel or report in the same Bundle that
+  lists the observation, else ``issued``; ``status``: ``preliminary``,
+  ``final``, ``amended`` and ``corrected`` store the value (a later version
+  replaces an earlier one), ``entered-in-error`` withdraws it, ``registered``,
+  ``cancelled`` and ``unknown`` carry no value and are counted as ignored.
+* Patient: ``birthDate`` and ``gender``.
+* Bundle of type transaction, batch, collection or searchset: its Observation
+  and Patient entries; other entries only lend times and patients.
+
+Identity: the source id of a value is ``fhir:Observation/<id>`` (else the first
+identifier, else the entry's fullUrl, else a hash of the resource), followed by
+``#<code>`` for a component; its version is ``meta.versionId`` (else
+``meta.lastUpdated`` in milliseconds, else 0) combined with the status rank.
+The patient key is the subject's Patient id, or, when
+``CXRWATCH_CLINICAL_PATIENT_IDENTIFIER_SYSTEM`` is set, the value of the
+patient identifier of that system, read from the subject's logical identifier,
+a conditional reference ``Patient?identifier=system|value`` or the Patient
+resource the reference points to in the same Bundle.
+"""
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from cxrwatch.clinical.answers import Answer, CodedAnswer, Quantity
+from cxrwatch.clinical.codes import CodeMatch, FeatureCodes
+from cxrwatch.clinical.demographics import sex_from_code
+from cxrwatch.clinical.measurements import feature_value
+from cxrwatch.clinical.reading import STATUS_RANKS, Reading, version
+from cxrwatch.clinical.times import FacilityClock
+from cxrwatch.core.errors import InvalidInput, MissingPatient, UnsupportedInput
+from cxrwatch.core.observations import WITHDRAWN, StoredObservation
+
+logger = logging.getLogger(__name__)
+
+UCUM = "http://unitsofmeasure.org"
+BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "searchset"})
+RESOURCE_TYPES = frozenset({"Observation", "Patient", "Bundle"})
+GENDERS = frozenset({"male", "female", "other", "unknown"})
+NO_VALUE_STATUSES = {
+    "registered": "status-registered",
+    "cancelled": "status-cancelled",
+    "unknown": "status-unknown",
+}
+_VALUE_KINDS = (
+    ("valueString", "a string"),
+    ("valueInteger", "an integer without a unit"),
+    ("valueRange", "a range"),
+    ("valueRatio", "a ratio"),
+    ("valueSampledData", "sampled data"),
+    ("valueTime", "a time"),
+    ("valueDateTime", "a date/time"),
+    ("valuePeriod", "a period"),
+)
+_BOM = b"\xef\xbb\xbf"
+_MAX_EXPLICIT_VERSION = 2**48
+
+
+class FhirReader:
+    """Reads one FHIR R4 JSON resource per message."""
+
+    def __init__(
+        self,
+        codes: FeatureCodes,
+        clock: FacilityClock,
+        *,
+        identifier_system: str | None = None,
+    ) -> None:
+        self._codes = codes
+        self._clock = clock
+        self._identifier_system = identifier_system
+
+    def read(self, raw: bytes) -> Reading:
+        """Read a resource; refuse the whole message if any mapped value is bad.
+
+        Raises
+        ------
+        InvalidInput
+            If the JSON or the resource is invalid, or any observation that maps
+            to a feature is refused (each is named).
+        UnsupportedInput
+            For a resource type or Bundle type this service does not read.
+        MissingPatient
+            If a value has no usable patient.
+        """
+        raw = raw.removeprefix(_BOM)
+        reading = Reading("fhir-r4", "fhir:" + hashlib.sha256(raw).hexdigest()[:32])
+        resource = self._validate(self._clock.complete_fhir_json(raw))
+        kind = resource.get_resource_type()
+        if kind == "Bundle":
+            self._bundle(resource, reading)
+        else:
+            context = _Context([(None, resource)])
+            label = f"{kind}/{resource.id}" if resource.id else kind
+            self._entry(resource, None, label, context, reading)
+        reading.raise_refusals()
+        return reading
+
+    def _validate(self, raw: bytes) -> Any:
+        try:
+            document = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidInput(f"not valid JSON: {exc}") from exc
+        if not isinstance(document, dict):
+            raise InvalidInput(
+                f"a FHIR resource is a JSON object, not {type(document)}"
+            )
+        kind = document.get("resourceType")
+        if not isinstance(kind, str) or not kind:
+            raise InvalidInput("the JSON object has no resourceType")
+        try:
+            model = get_fhir_model_class(kind)
+        except (ValueError, AttributeError) as exc:
+            raise InvalidInput(f"resourceType {kind!r} is not a FHIR resource") from exc
+        if kind not in RESOURCE_TYPES:
+            raise UnsupportedInput(
+                f"resourceType {kind!r} is not read here; send Observation, Patient "
+                "or a Bundle of them"
+            )
+        try:
+            return model.model_validate(document)
+        except ValidationError as exc:
+            raise InvalidInput(f"not a valid FHIR R4 {kind}: {_summary(exc)}") from exc
+
+    def _bundle(self, bundle: Any, reading: Reading) -> None:
+        if bundle.type not in BUNDLE_TYPES:
+            raise UnsupportedInput(
+                f"Bundle type {bundle.type!r} is not read here; send one of "
+                f"{', '.join(sorted(BUNDLE_TYPES))}"
+            )
+        entries = [(entry.fullUrl, entry.resource) for entry in bundle.entry or ()]
+        context = _Context([(url, r) for url, r in entries if r is not None])
+        for number, (url, resource) in enumerate(entries, start=1):
+            if resource is None:
+                reading.ignored["entry-without-resource"] += 1
+                continue
+            kind = resource.get_resource_type()
+            label = f"entry {number} ({kind}/{resource.id or url or '?'})"
+            self._entry(resource, url, label, context, reading)
+
+    def _entry(
+        self,
+        resource: Any,
+        url: str | None,
+        label: str,
+        context: "_Context",
+        reading: Reading,
+    ) -> None:
+        kind = resource.get_resource_type()
+        if kind == "Observation":
+            self._observation(resource, url, label, context, reading)
+        elif kind == "Patient":
+            self._patient(resource, label, reading)
+        else:
+            reading.ignored["other-resource"] += 1
+
+    def _observation(
+        self,
+        observation: Any,
+        url: str | None,
+        label: str,
+        context: "_Context",
+        reading: Reading,
+    ) -> None:
+        status = observation.status
+        if status in NO_VALUE_STATUSES:
+            reading.ignored[NO_VALUE_STATUSES[status]] += 1
+            return
+        if status not in STATUS_RANKS:
+            reading.refusals.append(
+                InvalidInput(f"{label}: status {status!r} is not an Observation status")
+            )
+            return
+        matched = list(self._matches(observation, reading))
+        if not matched:
+            return
+        try:
+            patient_key = self._subject_key(observation.subject, context, label)
+            effective = self._effective(observation, context, label)
+        except InvalidInput as exc:
+            reading.refusals.append(exc)
+            return
+        source = _source_id(observation, url)
+        revision = version(_explicit_version(observation), status)
+        for match, holder, component in matched:
+            what = f"{label} ({match.label} → {match.feature.name})"
+            if status == WITHDRAWN:
+                value = None
+            else:
+                try:
+                    answer = _answer(holder, what)
+                    value = (
+                        None
+                        if answer is None
+                        else feature_value(match.feature, answer, what)
+                    )
+                except InvalidInput as exc:
+                    reading.refusals.append(exc)
+                    continue
+                if value is None:
+                    reading.ignored["no-value"] += 1
+                    continue
+            reading.patient(patient_key).observations.append(
+                StoredObservation(
+                    feature=match.feature.name,
+                    value=value,
+                    unit=match.feature.unit,
+                    effective_at=effective,
+                    source_id=f"{source}#{match.code}" if component else source,
+                    version=revision,
+                    status=status,
+                )
+            )
+
+    def _matches(
+        self, observation: Any, reading: Reading
+    ) -> Iterator[tuple[CodeMatch, Any, bool]]:
+        holders = [(observation, False)]
+        holders += [(component, True) for component in observation.component or ()]
+        for holder, component in holders:
+            codings = [(c.system, c.code) for c in holder.code.coding or ()]
+            match = self._codes.match(codings)
+            if match is None:
+                reading.ignored["unmapped-code"] += 1
+                continue
+            yield match, holder, component
+
+    def _effective(self, observation: Any, context: "_Context", label: str) -> datetime:
+        clock = self._clock
+        if observation.effectiveDateTime is not None:
+            return clock.fhir_time(
+                observation.effectiveDateTime, f"{label} effectiveDateTime"
+            )
+        if observation.effectiveInstant is not None:
+            return clock.fhir_time(
+                observation.effectiveInstant, f"{label} effectiveInstant"
+            )
+        period = observation.effectivePeriod
+        if period is not None and (period.end or period.start) is not None:
+            return clock.fhir_time(
+                period.end or period.start, f"{label} effectivePeriod"
+            )
+        if observation.effectiveTiming is not None:
+            raise InvalidInput(f"{label}: effectiveTiming is not read; send a dateTime")
+        if (inherited := context.parent_time(observation)) is not None:
+            return clock.fhir_time(inherited, f"{label} time of its panel or report")
+        if observation.issued is not None:
+            return clock.fhir_time(observation.issued, f"{label} issued")
+        raise InvalidInput(
+            f"{label} has no time: no effective[x], no panel or report listing it "
+            "with one, no issued"
+        )
+
+    def _subject_key(self, subject: Any, context: "_Context", label: str) -> str:
+        if subject is None:
+            raise MissingPatient(f"{label} has no subject")
+        reference = subject.reference or ""
+        kind = _reference_type(reference) or subject.type
+        if kind not in (None, "Patient"):
+            raise MissingPatient(f"{label}: subject {reference!r} is not a Patient")
+        if self._identifier_system is not None:
+            return self._identified_subject(subject, context, label)
+        target = context.resolve(reference)
+        if target is not None and target.get_resource_type() == "Patient" and target.id:
+            return str(target.id)
+        if kind == "Patient" and not reference.startswith(("urn:", "Patient?")):
+            return _reference_id(reference)
+        raise MissingPatient(
+            f"{label}: subject {reference or subject.identifier!r} gives no Patient "
+            "id; set CXRWATCH_CLINICAL_PATIENT_IDENTIFIER_SYSTEM to key patients "
+            "by an identifier"
+        )
+
+    def _identified_subject(self, subject: Any, context: "_Context", label: str) -> str:
+        system = self._identifier_system
+        logical = subject.identifier
+        if logical is not None and logical.system == system and logical.value:
+            return str(logical.value)
+        reference = subject.reference or ""
+        if reference.startswith("Patient?"):
+            for token in parse_qs(urlsplit(reference).query).get("identifier", []):
+                token_system, _, token_value = token.rpartition("|")
+                if token_system == system and token_value:
+                    return token_value
+        target = context.resolve(reference)
+        if target is not None and (value := _identifier(target, system)):
+            return value
+        raise MissingPatient(
+            f"{label}: subject {reference or logical!r} carries no identifier of "
+            f"system {system!r} (CXRWATCH_CLINICAL_PATIENT_IDENTIFIER_SYSTEM)"
+        )
+
+    def _patient(self, patient: Any, label: str, reading: Reading) -> None:
+        if self._identifier_system is not None:
+            key = _identifier(patient, self._identifier_system)
+        else:
+            key = str(patient.id) if patient.id else None
+        if not key:
+            wanted = self._identifier_system or "an id"
+            reading.refusals.append(MissingPatient(f"{label} has no {wanted}"))
+            return
+        if patient.gender is not None and patient.gender not in GENDERS:
+            reading.refusals.append(
+                InvalidInput(f"{label}: gender {patient.gender!r} is not a FHIR gender")
+            )
+            return
+        target = reading.patient(key)
+        if patient.gender is not None:
+            target.sex = sex_from_code(patient.gender)
+        if isinstance(patient.birthDate, date):
+            target.birth_date = patient.birthDate
+
+
+class _Context:
+    """The resources of a message that references resolve to, and panel times."""
+
+    def __init__(self, entries: list[tuple[str | None, Any]]) -> None:
+        self._by_reference: dict[str, Any] = {}
+        for url, resource in entries:
+            if url:
+                self._by_reference[url] = resource
+            if resource.id:
+                self._by_reference[f"{resource.get_resource_type()}/{resource.id}"] = (
+                    resource
+                )
+        self._parent_times: dict[int, datetime | date | str] = {}
+        for _url, resource in entries:
+            self._note_children(resource)
+
+    def resolve(self, reference: str | None) -> Any:
+        """The resource a reference points to in this message, if it is here."""
+        if not reference:
+            return None
+        if reference in self._by_reference:
+            return self._by_reference[reference]
+        parts = reference.split("/")
+        if "_history" in parts:
+            parts = parts[: parts.index("_history")]
+        return self._by_reference.get("/".join(parts[-2:]))
+
+    def parent_time(self, observation: Any) -> datetime | date | str | None:
+        """The effective time of a panel or report listing ``observation``."""
+        return self._parent_times.get(id(observation))
+
+    def _note_children(self, resource: Any) -> None:
+        kind = resource.get_resource_type()
+        if kind == "Observation":
+            children = resource.hasMember or ()
+        elif kind == "DiagnosticReport":
+            children = resource.result or ()
+        else:
+            return
+        period = resource.effectivePeriod
+        when = resource.effectiveDateTime or (period and (period.end or period.start))
+        if when is None:
+            return
+        for reference in children:
+            child = self.resolve(reference.reference)
+            if child is not None:
+                self._parent_times.setdefault(id(child), when)
+
+
+def _answer(holder: Any, what: str) -> Answer | None:
+    quantity = holder.valueQuantity
+    if quantity is not None:
+        if quantity.value is None:
+            raise InvalidInput(f"{what}: valueQuantity has no value")
+        return Quantity(float(quantity.value), _unit(quantity), quantity.comparator)
+    concept = holder.valueCodeableConcept
+    if concept is not None:
+        codings = tuple((c.system, c.code) for c in concept.coding or ())
+        return CodedAnswer(codings, concept.text)
+    if holder.valueBoolean is not None:
+        return bool(holder.valueBoolean)
+    for field, kind in _VALUE_KINDS:
+        if getattr(holder, field, None) is not None:
+            raise InvalidInput(f"{what} is {kind} ({field}), not a quantity")
+    return None
+
+
+def _unit(quantity: Any) -> str | None:
+    """The unit of a Quantity: its UCUM code, else its code, else its text."""
+    if quantity.system == UCUM and quantity.code:
+        return str(quantity.code)
+    unit = quantity.code or quantity.unit
+    return str(unit) if unit else None
+
+
+def _source_id(observation: Any, url: str | None) -> str:
+    if observation.id:
+        return f"fhir:Observation/{observation.id}"
+    for identifier in observation.identifier or ():
+        if identifier.value:
+            system = identifier.system or ""
+            return f"fhir:Observation?identifier={system}|{identifier.value}"
+    if url:
+        return f"fhir:{url}"
+    digest = hashlib.sha256(observation.model_dump_json().encode()).hexdigest()
+    return f"fhir:sha256:{digest[:32]}"
+
+
+def _explicit_version(observation: Any) -> int:
+    meta = observation.meta
+    if meta is None:
+        return 0
+    if meta.versionId and str(meta.versionId).isdigit():
+        return min(int(meta.versionId), _MAX_EXPLICIT_VERSION)
+    if isinstance(meta.lastUpdated, datetime):
+        moment = meta.lastUpdated.astimezone(UTC)
+        return int(moment.timestamp() * 1000)
+    return 0
+
+
+def _identifier(resource: Any, system: str | None) -> str | None:
+    for identifier in resource.identifier or ():
+        if identifier.system == system and identifier.value:
+            return str(identifier.value)
+    return None
+
+
+def _reference_type(reference: str) -> str | None:
+    if not reference or reference.startswith(("urn:", "#")):
+        return None
+    if reference.startswith("Patient?"):
+        return "Patient"
+    parts = reference.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return parts[-2] if len(parts) >= 2 else None
+
+
+def _reference_id(reference: str) -> str:
+    parts = reference.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return parts[-1]
+
+
+def _summary(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(part) for part in error["loc"]) or "resource"
+        value = repr(error.get("input"))[:60]
+        problems.append(f"{where}: {error['msg']} (got {value})")
+    more = exc.error_count() - len(problems)
+    return "; ".join(problems) + (f"; and {more} more" if more > 0 else "")

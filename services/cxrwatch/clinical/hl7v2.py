@@ -1,0 +1,421 @@
+"""HL7 v2 messages (ORU^R01 results, ADT demographics) read into a :class:`Reading`.
+
+Parsing is python-hl7's; around it this module accepts what feeds really send:
+
+* segments ended by ``\\r`` (the standard), ``\\n`` or ``\\r\\n``: python-hl7 splits
+  segments on ``\\r`` only, so the others are turned into ``\\r`` first (a bare
+  line feed cannot occur inside a field: HL7 escapes it);
+* a UTF-8 byte-order mark, an MLLP frame (``0x0B`` … ``0x1C 0x0D``), and text in
+  ISO 8859-1 when MSH-18 says so;
+* escape sequences (``\\S\\``, ``\\F\\``, ``\\T\\``, ``\\E\\``, ``\\R\\``, ``\\Xhh\\``)
+  in every field read, through the library's unescaping accessor.
+
+One message per record: a batch (several MSH) is refused. ``ORU`` messages give
+observations and the demographics of their PID; ``ADT`` messages give
+demographics; other types are refused as unsupported.
+
+Per OBX: OBX-3 (identifier, then alternate identifier) maps to a feature;
+OBX-2 ``NM``, ``SN`` and ``ST`` (a number, optionally after a comparator) give
+quantities with the unit of OBX-6, ``CWE``/``CE``/``CNE`` give coded answers;
+OBX-8 abnormal flags ``<`` and ``>`` (beyond the instrument's scale) mark the
+value as censored, others are read as interpretation only; OBX-11 ``P``, ``R``,
+``S`` (preliminary), ``F`` (final), ``C`` and ``A`` (corrected) store the value,
+``D`` and ``W`` withdraw it, ``X``, ``I``, ``N``, ``O`` and ``U`` carry none. The
+time is OBX-14, else OBR-7 of the enclosing order, else MSH-7.
+
+Identity: the source id of a value is the sender (MSH-3, MSH-4), the order
+(filler number OBR-3, else placer OBR-2) and OBX-3 with OBX-4, so a correction
+sent in a later message replaces the value; without an order number it is
+MSH-10 with the OBR and OBX set ids. The version is MSH-7 in milliseconds
+combined with the status rank. The patient key is PID-3's ID (CX.1), from the
+first repetition or the one whose assigning authority (CX.4) and identifier
+type (CX.5) match ``CXRWATCH_CLINICAL_HL7_ASSIGNING_AUTHORITY`` and
+``CXRWATCH_CLINICAL_HL7_IDENTIFIER_TYPE``.
+"""
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import hl7
+
+from cxrwatch.clinical.answers import Answer, CodedAnswer, Quantity
+from cxrwatch.clinical.codes import CodeMatch, FeatureCodes
+from cxrwatch.clinical.demographics import birth_date_from_text, sex_from_code
+from cxrwatch.clinical.measurements import feature_value
+from cxrwatch.clinical.reading import PatientReading, Reading, version
+from cxrwatch.clinical.times import FacilityClock
+from cxrwatch.core.errors import InvalidInput, MissingPatient, UnsupportedInput
+from cxrwatch.core.observations import ObservationStatus, StoredObservation
+
+logger = logging.getLogger(__name__)
+
+MLLP_START, MLLP_END = b"\x0b", b"\x1c"
+_BOM = b"\xef\xbb\xbf"
+_BLANKS = b" \t\r\n"
+RESULT_STATUSES: dict[str, ObservationStatus] = {
+    "P": "preliminary",
+    "R": "preliminary",
+    "S": "preliminary",
+    "F": "final",
+    "C": "corrected",
+    "A": "amended",
+    "D": "entered-in-error",
+    "W": "entered-in-error",
+}
+NO_RESULT_STATUSES = {
+    "X": "result-not-obtained",
+    "I": "result-pending",
+    "N": "result-not-asked",
+    "O": "result-pending",
+    "U": "status-only",
+}
+CODED_TYPES = frozenset({"CWE", "CE", "CNE", "CF"})
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_TEXT_NUMBER = re.compile(r"\s*(<=|>=|<|>|=)?\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+class Hl7Reader:
+    """Reads one HL7 v2 message per record."""
+
+    def __init__(
+        self,
+        codes: FeatureCodes,
+        clock: FacilityClock,
+        *,
+        assigning_authority: str | None = None,
+        identifier_type: str | None = None,
+    ) -> None:
+        self._codes = codes
+        self._clock = clock
+        self._authority = assigning_authority
+        self._identifier_type = identifier_type
+
+    def read(self, raw: bytes) -> Reading:
+        """Read a message; refuse it whole if any mapped value is bad.
+
+        Raises
+        ------
+        InvalidInput
+            If the message cannot be parsed, lacks a required field, or any OBX
+            that maps to a feature is refused (each is named).
+        UnsupportedInput
+            For a batch or a message type other than ORU and ADT.
+        MissingPatient
+            If a value has no usable patient identifier.
+        """
+        message = _parse(_text(raw))
+        kind = _field(message.segment("MSH"), 9)
+        if kind not in ("ORU", "ADT"):
+            event = _field(message.segment("MSH"), 9, component=2)
+            raise UnsupportedInput(f"MSH-9 {kind}^{event} is not read; send ORU or ADT")
+        header = _Header.read(message.segment("MSH"), self._clock)
+        reading = Reading("hl7v2", header.message_id)
+        self._segments(message, header, kind == "ORU", reading)
+        if not reading.patients and not reading.refusals:
+            reading.refusals.append(MissingPatient(f"the {kind} message has no PID"))
+        reading.raise_refusals()
+        return reading
+
+    def _segments(
+        self, message: Any, header: "_Header", results: bool, reading: Reading
+    ) -> None:
+        subject = _Subject(None, MissingPatient("no PID segment precedes the OBX"))
+        order = _Order.none()
+        seen: set[str] = set()
+        for segment in message:
+            name = str(segment[0][0])
+            if name == "PID":
+                subject = self._patient(segment, reading)
+            elif name == "OBR":
+                order = _Order.read(segment, self._clock)
+            elif name == "OBX" and results:
+                self._observation(segment, header, order, subject, seen, reading)
+
+    def _patient(self, pid: Any, reading: Reading) -> "_Subject":
+        try:
+            key = self._patient_key(pid)
+            birth_date = birth_date_from_text(_field(pid, 7), "PID-7 birth date")
+        except InvalidInput as exc:
+            reading.refusals.append(exc)
+            return _Subject(None, exc, reported=True)
+        patient = reading.patient(key)
+        patient.birth_date = birth_date or patient.birth_date
+        patient.sex = sex_from_code(_field(pid, 8)) or patient.sex
+        return _Subject(patient, None)
+
+    def _patient_key(self, pid: Any) -> str:
+        repetitions = len(pid[3]) if len(pid) > 3 else 0
+        for repetition in range(1, repetitions + 1):
+            value = _field(pid, 3, repetition)
+            if value and self._wanted(pid, repetition):
+                return value
+        wanted = ""
+        if self._authority or self._identifier_type:
+            wanted = (
+                f" of assigning authority {self._authority!r} and type "
+                f"{self._identifier_type!r} (CXRWATCH_CLINICAL_HL7_ASSIGNING_"
+                "AUTHORITY, CXRWATCH_CLINICAL_HL7_IDENTIFIER_TYPE)"
+            )
+        raise MissingPatient(f"PID-3 holds no patient identifier{wanted}")
+
+    def _wanted(self, pid: Any, repetition: int) -> bool:
+        if self._authority is not None:
+            namespace = _field(pid, 3, repetition, component=4)
+            universal = _field(pid, 3, repetition, component=4, subcomponent=2)
+            if self._authority not in (namespace, universal):
+                return False
+        if self._identifier_type is not None:
+            return _field(pid, 3, repetition, component=5) == self._identifier_type
+        return True
+
+    def _observation(
+        self,
+        obx: Any,
+        header: "_Header",
+        order: "_Order",
+        subject: "_Subject",
+        seen: set[str],
+        reading: Reading,
+    ) -> None:
+        set_id = _field(obx, 1)
+        label = f"OBX {set_id or '?'}"
+        match = self._codes.match(
+            [
+                (_field(obx, 3, component=3), _field(obx, 3)),
+                (_field(obx, 3, component=6), _field(obx, 3, component=4)),
+            ]
+        )
+        if match is None:
+            reading.ignored["unmapped-code"] += 1
+            return
+        what = f"{label} ({match.label} → {match.feature.name})"
+        flag = _field(obx, 11).upper()
+        if flag in NO_RESULT_STATUSES:
+            reading.ignored[NO_RESULT_STATUSES[flag]] += 1
+            return
+        if flag not in RESULT_STATUSES:
+            reading.refusals.append(
+                InvalidInput(
+                    f"{what}: OBX-11 result status {flag!r} is not one of "
+                    f"{', '.join(RESULT_STATUSES)}"
+                )
+            )
+            return
+        patient = subject.patient
+        if patient is None:
+            if not subject.reported:
+                reading.refusals.append(MissingPatient(f"{what}: {subject.problem}"))
+                subject.reported = True
+            return
+        status = RESULT_STATUSES[flag]
+        try:
+            value = (
+                None if status == "entered-in-error" else self._value(obx, match, what)
+            )
+            effective = self._clock.hl7_time(_field(obx, 14), f"{label} OBX-14")
+        except InvalidInput as exc:
+            reading.refusals.append(exc)
+            return
+        if value is None and status != "entered-in-error":
+            reading.ignored["no-value"] += 1
+            return
+        source = order.source_id(header, match, _field(obx, 4), set_id)
+        if source in seen:
+            source = f"{source}#{set_id}"
+        seen.add(source)
+        patient.observations.append(
+            StoredObservation(
+                feature=match.feature.name,
+                value=value,
+                unit=match.feature.unit,
+                effective_at=effective or order.observed_at or header.sent_at,
+                source_id=source,
+                version=version(header.sent_ms, status),
+                status=status,
+            )
+        )
+
+    def _value(self, obx: Any, match: CodeMatch, what: str) -> float | None:
+        answer = _answer(obx, what)
+        if answer is None:
+            return None
+        return feature_value(match.feature, answer, what)
+
+
+@dataclass
+class _Subject:
+    """The patient of the OBX segments that follow a PID, or why there is none."""
+
+    patient: PatientReading | None
+    problem: InvalidInput | None
+    reported: bool = False
+
+
+class _Header:
+    """What MSH says about the message as a whole."""
+
+    def __init__(self, sender: str, control_id: str, sent_at: datetime) -> None:
+        self.sender = sender
+        self.control_id = control_id
+        self.sent_at = sent_at
+        self.sent_ms = (sent_at - _EPOCH) // _MS
+        self.message_id = f"hl7:{sender}|{control_id}"
+
+    @classmethod
+    def read(cls, msh: Any, clock: FacilityClock) -> "_Header":
+        control_id = _field(msh, 10)
+        if not control_id:
+            raise InvalidInput("MSH-10 message control id is empty")
+        sent_at = clock.hl7_time(_field(msh, 7), "MSH-7")
+        if sent_at is None:
+            raise InvalidInput("MSH-7 date/time of message is empty")
+        return cls(f"{_field(msh, 3)}|{_field(msh, 4)}", control_id, sent_at)
+
+
+class _Order:
+    """The OBR enclosing the OBX segments that follow it."""
+
+    def __init__(self, number: str, set_id: str, observed_at: datetime | None) -> None:
+        self.number = number
+        self.set_id = set_id
+        self.observed_at = observed_at
+
+    @classmethod
+    def none(cls) -> "_Order":
+        return cls("", "", None)
+
+    @classmethod
+    def read(cls, obr: Any, clock: FacilityClock) -> "_Order":
+        number = _field(obr, 3) or _field(obr, 2)
+        return cls(number, _field(obr, 1), clock.hl7_time(_field(obr, 7), "OBR-7"))
+
+    def source_id(
+        self, header: _Header, match: CodeMatch, sub_id: str, set_id: str
+    ) -> str:
+        if self.number:
+            return f"hl7:{header.sender}|{self.number}|{match.code}|{sub_id}"
+        return f"hl7:{header.sender}|{header.control_id}|{self.set_id}|{set_id}"
+
+
+def _text(raw: bytes) -> str:
+    body = raw.removeprefix(_BOM).strip(_BLANKS)
+    if body.startswith(MLLP_START):  # 0x0B, which bytes.strip() would also eat
+        body = body[1:].rstrip(_BLANKS).removesuffix(MLLP_END)
+        body = body.removeprefix(_BOM).strip(_BLANKS)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        first_line = body.split(b"\r", 1)[0].split(b"\n", 1)[0]
+        if b"8859/1" not in first_line:
+            raise InvalidInput(
+                f"the message is not UTF-8 ({exc.reason} at byte {exc.start}) and "
+                "MSH-18 does not declare 8859/1"
+            ) from exc
+        text = body.decode("latin-1")
+    return text.replace("\r\n", "\r").replace("\n", "\r").strip()
+
+
+def _parse(text: str) -> Any:
+    if not text.startswith("MSH"):
+        raise InvalidInput(
+            f"an HL7 v2 message starts with MSH, this one with {text[:3]!r}"
+        )
+    if text.count("\rMSH") > 0:
+        raise UnsupportedInput(
+            f"the record holds {text.count(chr(13) + 'MSH') + 1} messages; "
+            "send one HL7 message per record"
+        )
+    try:
+        return hl7.parse(text)
+    except (hl7.ParseException, IndexError, ValueError) as exc:
+        raise InvalidInput(f"HL7 v2 does not parse: {exc}") from exc
+
+
+def _field(
+    segment: Any,
+    number: int,
+    repetition: int = 1,
+    *,
+    component: int = 1,
+    subcomponent: int = 1,
+) -> str:
+    """A field, component or subcomponent, unescaped; "" when absent."""
+    try:
+        value = segment.extract_field(
+            field_num=number,
+            repeat_num=repetition,
+            component_num=component,
+            subcomponent_num=subcomponent,
+        )
+    except IndexError:
+        return ""
+    return str(value).strip()
+
+
+def _answer(obx: Any, what: str) -> Answer | None:
+    kind = _field(obx, 2).upper()
+    raw = _field(obx, 5)
+    if kind in CODED_TYPES:
+        if not raw:
+            return None
+        codings = (
+            (_field(obx, 5, component=3), raw),
+            (_field(obx, 5, component=6), _field(obx, 5, component=4)),
+        )
+        return CodedAnswer(codings, _field(obx, 5, component=2) or None)
+    if kind == "SN":
+        return _structured_numeric(obx, what)
+    if not raw:
+        return None
+    if kind == "NM":
+        if _NUMBER.fullmatch(raw) is None:
+            raise InvalidInput(f"{what}: NM value {raw!r} is not a number")
+        return Quantity(float(raw), _unit(obx), _censored(obx))
+    if kind == "ST":
+        match = _TEXT_NUMBER.fullmatch(raw)
+        if match is None:
+            raise InvalidInput(f"{what}: ST value {raw!r} is not a number")
+        comparator = match[1] if match[1] != "=" else None
+        return Quantity(float(match[2]), _unit(obx), comparator or _censored(obx))
+    raise InvalidInput(f"{what}: value type {kind or 'missing'!r} gives no number")
+
+
+def _structured_numeric(obx: Any, what: str) -> Quantity | None:
+    comparator = _field(obx, 5, component=1)
+    number = _field(obx, 5, component=2)
+    separator = _field(obx, 5, component=3)
+    second = _field(obx, 5, component=4)
+    if not (comparator or number or separator or second):
+        return None
+    if separator or second:
+        raise InvalidInput(
+            f"{what}: SN value {comparator}^{number}^{separator}^{second} is a range "
+            "or ratio, not one number"
+        )
+    if comparator not in ("", "=", "<", ">", "<=", ">="):
+        raise InvalidInput(
+            f"{what}: SN comparator {comparator!r} is not one of < > <= >= ="
+        )
+    if _NUMBER.fullmatch(number) is None:
+        raise InvalidInput(f"{what}: SN number {number!r} is not a number")
+    censored = None if comparator in ("", "=") else comparator
+    return Quantity(float(number), _unit(obx), censored)
+
+
+def _unit(obx: Any) -> str | None:
+    return _field(obx, 6) or _field(obx, 6, component=2) or None
+
+
+def _censored(obx: Any) -> str | None:
+    repetitions = len(obx[8]) if len(obx) > 8 else 0
+    flags = {_field(obx, 8, r) for r in range(1, repetitions + 1)}
+    if "<" in flags:
+        return "<"
+    if ">" in flags:
+        return ">"
+    return None

@@ -1,0 +1,378 @@
+"""FHIR R4: the specification's examples, the known failing inputs, malformed input."""
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from cxrwatch.clinical.fhir import FhirReader
+from cxrwatch.core.errors import InvalidInput, MissingPatient, UnsupportedInput
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+
+
+def observation(code: str, quantity: dict[str, Any] | None = None, **fields: Any):
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": f"obs-{code}",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2021-03-09T14:30:00Z",
+    }
+    if quantity is not None:
+        resource["valueQuantity"] = quantity
+    resource.update(fields)
+    return resource
+
+
+def ucum(value: float, code: str) -> dict[str, Any]:
+    return {"value": value, "unit": code, "system": UCUM, "code": code}
+
+
+def read(reader: FhirReader, resource: dict[str, Any]):
+    return reader.read(json.dumps(resource).encode())
+
+
+def only(reading):
+    [patient] = reading.patients.values()
+    [stored] = patient.observations
+    return stored
+
+
+def sample(shared_data, name: str) -> bytes:
+    return (shared_data / "fhir_r4" / name).read_bytes()
+
+
+# The specification's examples -------------------------------------------------
+
+
+def test_sat_o2_example(fhir, shared_data):
+    stored = only(fhir.read(sample(shared_data, "Observation-satO2.json")))
+    assert (stored.feature, stored.value, stored.unit) == ("spo2", 95.0, "%")
+    assert stored.effective_at == datetime(2014, 12, 5, 8, 30, 10, tzinfo=UTC)
+    assert stored.source_id == "fhir:Observation/satO2"
+
+
+@pytest.mark.parametrize(
+    ("name", "feature", "expected"),
+    [
+        ("Observation-heart-rate.json", "heart_rate", 44.0),
+        ("Observation-respiratory-rate.json", "resp_rate", 26.0),
+        ("Observation-body-temperature.json", "temperature", 36.5),
+    ],
+)
+def test_vital_sign_examples(fhir, shared_data, name, feature, expected):
+    reading = fhir.read(sample(shared_data, name))
+    assert list(reading.patients) == ["example"]
+    stored = only(reading)
+    assert (stored.feature, stored.value) == (feature, expected)
+    # "1999-07-02" alone: the end of that day in New York (EDT, -4).
+    assert stored.effective_at == datetime(1999, 7, 3, 3, 59, 59, 999000, tzinfo=UTC)
+
+
+def test_blood_pressure_panel_gives_its_systolic_component(fhir, shared_data):
+    reading = fhir.read(sample(shared_data, "Observation-blood-pressure.json"))
+    stored = only(reading)
+    assert (stored.feature, stored.value, stored.unit) == (
+        "systolic_bp",
+        107.0,
+        "mm[Hg]",
+    )
+    assert stored.source_id == "fhir:Observation/blood-pressure#8480-6"
+    assert reading.ignored["unmapped-code"] == 2  # the panel code and the diastolic
+
+
+def test_cancelled_panel_is_ignored_not_refused(fhir, shared_data):
+    reading = fhir.read(sample(shared_data, "Observation-blood-pressure-cancel.json"))
+    assert not reading.usable
+    assert reading.ignored["status-cancelled"] == 1
+
+
+def test_entered_in_error_example_is_a_withdrawal(fhir, shared_data):
+    stored = only(fhir.read(sample(shared_data, "Observation-f202.json")))
+    assert (stored.feature, stored.status, stored.value) == (
+        "temperature",
+        "entered-in-error",
+        None,
+    )
+    assert stored.effective_at == datetime(2013, 4, 4, 12, 27, tzinfo=UTC)  # issued
+
+
+def test_vitals_panel_without_values_has_nothing_usable(fhir, shared_data):
+    reading = fhir.read(sample(shared_data, "Observation-vitals-panel.json"))
+    assert not reading.usable
+    assert reading.ignored["unmapped-code"] == 1
+
+
+def test_lab_bundle_takes_times_from_its_panels(fhir, shared_data):
+    reading = fhir.read(sample(shared_data, "Bundle-ghp.json"))
+    observations = {o.feature: o for o in reading.patients["pat2"].observations}
+    assert {f: o.value for f, o in observations.items()} == {
+        "wbc": 4.6,
+        "lymphocytes": 0.9,
+        "ldh": 131.0,
+    }
+    panel_time = datetime(2015, 8, 16, 6, 40, 17, tzinfo=UTC)
+    assert {o.effective_at for o in observations.values()} == {panel_time}
+
+
+# Known failing inputs --------------------------------------------------------
+
+
+def test_time_without_offset_is_read_in_new_york_winter_and_summer(fhir):
+    for day, hour in (("2021-03-09", 19), ("2021-03-15", 18)):
+        resource = observation("8867-4", ucum(80, "/min"))
+        resource["effectiveDateTime"] = f"{day}T14:30:00"
+        stored = only(read(fhir, resource))
+        assert stored.effective_at == datetime.fromisoformat(
+            f"{day}T{hour}:30:00+00:00"
+        )
+
+
+def test_fahrenheit_temperature(fhir):
+    stored = only(read(fhir, observation("8310-5", ucum(101.3, "[degF]"))))
+    assert stored.value == pytest.approx(38.5, abs=0.05)
+    assert stored.unit == "Cel"
+
+
+def test_crp_in_mg_per_dl(fhir):
+    stored = only(read(fhir, observation("1988-5", ucum(2.4, "mg/dL"))))
+    assert stored.value == pytest.approx(24.0)
+
+
+def test_spo2_fraction_with_percent_is_refused_and_with_unit_1_is_stored(fhir):
+    with pytest.raises(InvalidInput, match=r"0\.91 %.*fraction"):
+        read(fhir, observation("59408-5", ucum(0.91, "%")))
+    assert only(read(fhir, observation("59408-5", ucum(0.91, "1")))).value == 91.0
+
+
+# Statuses, versions, values ----------------------------------------------------
+
+
+def test_amended_outranks_final_at_the_same_version(fhir):
+    final = only(read(fhir, observation("8867-4", ucum(80, "/min"))))
+    amended = only(
+        read(fhir, observation("8867-4", ucum(84, "/min"), status="amended"))
+    )
+    assert final.source_id == amended.source_id
+    assert amended.version > final.version
+
+
+def test_version_id_orders_versions(fhir):
+    v2 = observation("8867-4", ucum(80, "/min"), meta={"versionId": "2"})
+    v3 = observation("8867-4", ucum(80, "/min"), meta={"versionId": "3"})
+    assert only(read(fhir, v3)).version > only(read(fhir, v2)).version
+
+
+def test_unknown_status_is_refused(fhir):
+    with pytest.raises(InvalidInput, match="'done' is not an Observation status"):
+        read(fhir, observation("8867-4", ucum(80, "/min"), status="done"))
+
+
+def test_effective_period_uses_its_end(fhir):
+    resource = observation("8867-4", ucum(80, "/min"))
+    del resource["effectiveDateTime"]
+    resource["effectivePeriod"] = {
+        "start": "2021-03-09T14:00:00Z",
+        "end": "2021-03-09T14:30:00Z",
+    }
+    assert only(read(fhir, resource)).effective_at == datetime(
+        2021, 3, 9, 14, 30, tzinfo=UTC
+    )
+
+
+def test_oxygen_delivery_as_a_codeable_concept(fhir):
+    resource = observation("3151-8")
+    resource["valueCodeableConcept"] = {
+        "coding": [{"system": "http://snomed.info/sct", "code": "371907003"}]
+    }
+    stored = only(read(fhir, resource))
+    assert (stored.feature, stored.value) == ("on_oxygen", 1.0)
+
+
+def test_local_code_maps_by_configuration(fhir):
+    resource = observation("x", ucum(72, "/min"))
+    resource["code"] = {"coding": [{"system": "http://acme.org/vitals", "code": "HR"}]}
+    assert only(read(fhir, resource)).feature == "heart_rate"
+
+
+def test_only_unmapped_codes_is_not_usable(fhir):
+    reading = read(fhir, observation("2951-2", ucum(140, "mmol/L")))
+    assert not reading.usable
+    assert reading.ignored["unmapped-code"] == 1
+
+
+def test_patient_gives_demographics(fhir):
+    patient = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "gender": "female",
+        "birthDate": "1950-02-01",
+    }
+    reading = read(fhir, patient)
+    assert reading.patients["p1"].sex == "F"
+    assert str(reading.patients["p1"].birth_date) == "1950-02-01"
+
+
+def test_transaction_bundle_keys_patients_by_identifier(codes, new_york):
+    reader = FhirReader(codes, new_york, identifier_system="urn:oid:1.2.3")
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:oid:1.2.3", "value": "MRN-7"}],
+        "birthDate": "1961-06-15",
+    }
+    obs = observation("8867-4", ucum(80, "/min"))
+    obs["subject"] = {"reference": "urn:uuid:patient-1"}
+    conditional = observation("9279-1", ucum(18, "/min"))
+    conditional["subject"] = {"reference": "Patient?identifier=urn:oid:1.2.3|MRN-7"}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:patient-1",
+                "resource": patient,
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {"resource": obs, "request": {"method": "POST", "url": "Observation"}},
+            {
+                "resource": conditional,
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
+    reading = read(reader, bundle)
+    assert list(reading.patients) == ["MRN-7"]
+    mrn7 = reading.patients["MRN-7"]
+    assert {o.feature for o in mrn7.observations} == {"heart_rate", "resp_rate"}
+    assert str(mrn7.birth_date) == "1961-06-15"
+
+
+@pytest.mark.parametrize("kind", ["batch", "collection", "searchset"])
+def test_other_bundle_types_are_read(fhir, kind):
+    bundle = {
+        "resourceType": "Bundle",
+        "type": kind,
+        "entry": [{"resource": observation("8867-4", ucum(80, "/min"))}],
+    }
+    assert only(read(fhir, bundle)).value == 80.0
+
+
+# Partial messages: refused whole, every problem named ------------------------
+
+
+def test_one_bad_unit_in_a_bundle_refuses_the_whole_bundle(fhir):
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": observation("8867-4", ucum(80, "/min"))},
+            {"resource": observation("1988-5", ucum(12, "furlongs"))},
+            {"resource": observation("8310-5", ucum(60, "Cel"))},
+        ],
+    }
+    with pytest.raises(InvalidInput) as refused:
+        read(fhir, bundle)
+    message = str(refused.value)
+    assert "nothing stored; 2 problems" in message
+    assert "entry 2 (Observation/obs-1988-5) (LOINC 1988-5 → crp)" in message
+    assert "'furlongs'" in message
+    assert "60 Cel, outside the physiological range" in message
+
+
+def test_a_bad_unmapped_observation_does_not_refuse_the_message(fhir):
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": observation("8867-4", ucum(80, "/min"))},
+            {"resource": observation("2951-2", ucum(140, "furlongs"))},
+        ],
+    }
+    assert only(read(fhir, bundle)).value == 80.0
+
+
+# Malformed input ---------------------------------------------------------------
+
+
+def test_truncated_json(fhir):
+    raw = json.dumps(observation("8867-4", ucum(80, "/min"))).encode()[:-20]
+    with pytest.raises(InvalidInput, match="not valid JSON"):
+        fhir.read(raw)
+
+
+def test_wrong_resource_type_is_unsupported(fhir):
+    with pytest.raises(UnsupportedInput, match="'Encounter' is not read here"):
+        read(fhir, {"resourceType": "Encounter", "status": "finished", "class": {}})
+
+
+def test_unknown_resource_type(fhir):
+    with pytest.raises(InvalidInput, match="'Observaton' is not a FHIR resource"):
+        read(fhir, {"resourceType": "Observaton"})
+
+
+def test_json_that_is_not_an_object(fhir):
+    with pytest.raises(InvalidInput, match="JSON object"):
+        fhir.read(b"[1, 2]")
+
+
+def test_invalid_resource_names_the_field(fhir):
+    resource = observation("8867-4", {"value": "eighty", "unit": "/min"})
+    with pytest.raises(InvalidInput, match=r"valueQuantity\.value"):
+        read(fhir, resource)
+
+
+def test_missing_unit(fhir):
+    with pytest.raises(InvalidInput, match="has no unit; expected /min"):
+        read(fhir, observation("8867-4", {"value": 80}))
+
+
+def test_value_string_is_not_a_quantity(fhir):
+    resource = observation("8867-4", valueString="80")
+    with pytest.raises(InvalidInput, match="valueString"):
+        read(fhir, resource)
+
+
+def test_observation_without_subject_is_missing_a_patient(fhir):
+    resource = observation("8867-4", ucum(80, "/min"))
+    del resource["subject"]
+    with pytest.raises(MissingPatient, match="has no subject"):
+        read(fhir, resource)
+
+
+def test_subject_that_is_not_a_patient(fhir):
+    resource = observation(
+        "8867-4", ucum(80, "/min"), subject={"reference": "Group/g1"}
+    )
+    with pytest.raises(MissingPatient, match="not a Patient"):
+        read(fhir, resource)
+
+
+def test_identifier_system_configured_but_absent(codes, new_york):
+    reader = FhirReader(codes, new_york, identifier_system="urn:oid:1.2.3")
+    with pytest.raises(MissingPatient, match="CXRWATCH_CLINICAL_PATIENT_IDENTIFIER"):
+        read(reader, observation("8867-4", ucum(80, "/min")))
+
+
+def test_observation_without_any_time(fhir):
+    resource = observation("8867-4", ucum(80, "/min"))
+    del resource["effectiveDateTime"]
+    with pytest.raises(InvalidInput, match="has no time"):
+        read(fhir, resource)
+
+
+def test_unknown_bundle_type(fhir):
+    with pytest.raises(UnsupportedInput, match="'history'"):
+        read(fhir, {"resourceType": "Bundle", "type": "history"})
+
+
+def test_byte_order_mark_is_accepted(fhir):
+    raw = b"\xef\xbb\xbf" + json.dumps(observation("8867-4", ucum(80, "/min"))).encode()
+    assert only(fhir.read(raw)).value == 80.0
+
+
+def test_same_bytes_same_message_id(fhir):
+    raw = json.dumps(observation("8867-4", ucum(80, "/min"))).encode()
+    assert fhir.read(raw).message_id == fhir.read(raw).message_id
