@@ -123,7 +123,7 @@ def replay_scenario(index: Path, settings: ServiceSettings, pace: float = 0.0) -
 @app.command()
 def alerts(
     api: Annotated[str, typer.Option(help="API base URL.")] = "http://127.0.0.1:8080",
-    key: Annotated[str, typer.Option(envvar="CXRWATCH_API_KEY")] = "local-demo-key",
+    key: Annotated[str, typer.Option(envvar="CXRWATCH_API_KEY")] = "cxrwatch-local-dev",
 ) -> None:
     """Print the alerts the API holds."""
     from cxrwatch.embedded.stack import read_json

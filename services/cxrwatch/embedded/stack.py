@@ -48,7 +48,7 @@ class EmbeddedSettings(BaseSettings):
     model_repository: Path = Field(Path("models"), description="Model repository.")
     triton_venv: Path = Field(Path(".venv-triton"), description="Triton's venv.")
     scorer_backend: str = Field("triton", description="triton or onnxruntime.")
-    api_key: str = Field("local-demo-key", description="API key the demo uses.")
+    api_key: str = Field("cxrwatch-local-dev", description="API key the demo uses.")
 
 
 @dataclass
@@ -97,7 +97,7 @@ class Stack:
             "CXRWATCH_FACILITY_TIMEZONE": "UTC",
             "CXRWATCH_API_HOST": "127.0.0.1",
             "CXRWATCH_API_PORT": str(s.api_port),
-            "CXRWATCH_API_LOCAL_DEMO_KEY": s.api_key,
+            "CXRWATCH_API_LOCAL_DEV": "true",
             "PYTHONUNBUFFERED": "1",
         }
 
