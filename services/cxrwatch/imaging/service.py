@@ -168,13 +168,14 @@ class ImagingProcessor:
             failed: Decoding = loop.create_future()
             failed.set_exception(InvalidInput("the record has no value: no DICOM"))
             return failed, pool
-        decoding = loop.run_in_executor(
-            pool,
-            radiograph_record,
-            record.value,
-            self.image,
-            self.settings.facility_timezone,
-        )
+        arguments = (record.value, self.image, self.settings.facility_timezone)
+        try:
+            decoding = loop.run_in_executor(pool, radiograph_record, *arguments)
+        except BrokenProcessPool:
+            # A worker died since the last batch; the pool refuses new work.
+            self._discard(pool)
+            pool = self._ensure_pool()
+            decoding = loop.run_in_executor(pool, radiograph_record, *arguments)
         return decoding, pool
 
     async def _finish(

@@ -1,0 +1,99 @@
+"""The imaging processor without a broker: outcomes per record, skips, crashes."""
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+from cxrwatch.core import topics
+from cxrwatch.core.errors import InvalidInput, MissingPatient
+from cxrwatch.core.events import Radiograph
+from cxrwatch.core.ids import deterministic_id
+from cxrwatch.core.metrics import SKIPPED
+from cxrwatch.imaging.service import ImagingProcessor, ImagingSettings
+
+from tests.unit.imaging.samples import FODICOM_CHEST, MODEL_SPEC, dataset, sample
+
+
+def _record(offset: int, value: bytes | None) -> ConsumerRecord:
+    size = len(value) if value else 0
+    return ConsumerRecord(
+        topics.DICOM_INSTANCES, 0, offset, 0, 0, b"k", value, None, 1, size, []
+    )
+
+
+@pytest.fixture
+async def processor() -> AsyncIterator[ImagingProcessor]:
+    settings = ImagingSettings(decode_workers=1, facility_timezone="Europe/Paris")
+    running = ImagingProcessor(settings, image=MODEL_SPEC)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def test_a_batch_gives_one_outcome_per_record_in_order(
+    processor: ImagingProcessor,
+) -> None:
+    j2k = sample("RG1_J2KR.dcm")
+    skipped_before = SKIPPED.labels("imaging", "not-chest")._value.get()
+    records = [
+        _record(0, j2k),
+        _record(1, sample("dtf_WG04__RG2_JPLL.dcm")),
+        _record(2, j2k[:-8]),
+        _record(3, os.urandom(3000)),
+        _record(4, sample(FODICOM_CHEST)),
+        _record(5, None),
+    ]
+
+    outcomes = await processor.process(records)
+
+    radiograph, hip, truncated, garbage, anonymous, empty = outcomes
+    assert isinstance(radiograph, list) and len(radiograph) == 1
+    output = radiograph[0]
+    sop = str(dataset("RG1_J2KR.dcm").SOPInstanceUID)
+    assert output.topic == topics.IMAGING_RADIOGRAPHS
+    assert output.key == "9RG1"
+    assert output.ce_type == "org.cxrwatch.radiograph.v1"
+    assert output.ce_source == "cxrwatch/imaging"
+    assert output.ce_id == deterministic_id("radiograph", sop)
+    event = Radiograph.model_validate_json(output.value)
+    assert event.radiograph_id == output.ce_id
+    assert event.image.shape == [1, 224, 224]
+    assert hip == []
+    assert SKIPPED.labels("imaging", "not-chest")._value.get() == skipped_before + 1
+    assert isinstance(truncated, InvalidInput)
+    assert "pixel data is truncated" in str(truncated)
+    assert isinstance(garbage, InvalidInput)
+    assert isinstance(anonymous, MissingPatient)
+    assert isinstance(empty, InvalidInput)
+
+
+async def test_a_redelivery_gives_the_same_event(processor: ImagingProcessor) -> None:
+    chest = sample("RG1_J2KI.dcm")
+
+    first, second = await processor.process([_record(0, chest), _record(1, chest)])
+
+    assert isinstance(first, list) and isinstance(second, list)
+    assert first[0].ce_id == second[0].ce_id
+    assert first[0].value == second[0].value
+
+
+async def test_a_dead_worker_is_replaced_and_the_batch_goes_on(
+    processor: ImagingProcessor,
+) -> None:
+    pool = processor._ensure_pool()
+    killer = asyncio.get_running_loop().run_in_executor(pool, os._exit, 1)
+    records = [_record(0, sample("RG1_J2KI.dcm"))]
+
+    outcomes = await processor.process(records)
+
+    with pytest.raises(Exception, match="terminated abruptly"):
+        await killer
+    assert isinstance(outcomes[0], list) and outcomes[0][0].key == "9RG1"
+    assert processor._pool is not pool
+
+
+async def test_settings_refuse_an_unknown_time_zone() -> None:
+    with pytest.raises(ValueError, match="is not an IANA time zone"):
+        ImagingSettings(facility_timezone="Mars/Olympus")
