@@ -436,6 +436,14 @@ class ObservationStore:
     def _decode_outcomes(
         self, item: PatientWrite, outcomes: Sequence[Any], replayed: str
     ) -> list[StoredObservation]:
+        expired = sum(_text(outcome[0]) == "expired" for outcome in outcomes)
+        if expired:
+            logger.info(
+                "refused %d values of %s older than %s h before its newest",
+                expired,
+                patient_ref(item.patient_key),
+                self._retention_ms / 3_600_000,
+            )
         if replayed:
             entries = [tuple(entry) for entry in json.loads(replayed)]
         else:

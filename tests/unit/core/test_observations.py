@@ -170,7 +170,7 @@ async def test_out_of_order_arrival_keeps_the_latest_by_event_time(store):
     assert earlier.values["heart_rate"] == 60.0
 
 
-async def test_retention_trims_and_refuses_what_is_older(store, client, prefix):
+async def test_retention_trims_and_refuses_what_is_older(store, client, prefix, caplog):
     await store.put("p1", [reading(1, at=T0, source="old", name="crp")])
     later = T0 + timedelta(hours=200)
     await store.put("p1", [reading(2, at=later, source="new", name="crp")])
@@ -178,8 +178,10 @@ async def test_retention_trims_and_refuses_what_is_older(store, client, prefix):
     assert await client.hkeys(source_hash) == [b"new"]
     assert await client.zrange(f"{prefix}:obs:{{p1}}:f:crp", 0, -1) == [b"new"]
     too_late = reading(3, at=T0 + timedelta(hours=10), source="late", name="crp")
-    assert await store.put("p1", [too_late]) == []
+    with caplog.at_level("INFO", logger="cxrwatch.core.observations"):
+        assert await store.put("p1", [too_late]) == []
     assert await client.hkeys(source_hash) == [b"new"]
+    assert "refused 1 values of pt-" in caplog.text
 
 
 async def test_every_key_expires_with_the_retention(store, client, prefix):
