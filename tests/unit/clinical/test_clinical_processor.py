@@ -119,6 +119,11 @@ async def test_a_stored_value_is_announced_once(processor, settings, manifest, c
     assert await processor.process([fhir(HEART_RATE)]) == [[]]
 
 
+async def test_the_same_message_twice_in_one_batch_is_announced_once(processor):
+    outcomes = await processor.process([fhir(HEART_RATE), fhir(HEART_RATE)])
+    assert [len(outputs) for outputs in outcomes] == [1, 0]
+
+
 async def test_a_redelivery_after_a_crash_announces_the_same_update(
     processor, settings, manifest, client
 ):
