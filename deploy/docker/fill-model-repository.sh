@@ -1,0 +1,30 @@
+#!/bin/sh
+# Fill a Triton model repository volume from this image's copy.
+#
+#   fill-model-repository DEST [--gpu]
+#
+# Copies /model-repository/* (MODEL_REPOSITORY_SOURCE overrides the source)
+# into DEST, an emptyDir shared with the main container. With --gpu, every
+# model's config.gpu.pbtxt replaces its config.pbtxt, so Triton serves the
+# ONNX Runtime backend with TensorRT FP16 instead of the CPU configuration.
+# Services that only read the feature manifest run it without --gpu.
+set -eu
+
+dest=${1:?usage: fill-model-repository DEST [--gpu]}
+variant=${2:-}
+source=${MODEL_REPOSITORY_SOURCE:-/model-repository}
+
+cp -R "$source/." "$dest/"
+if [ "$variant" = "--gpu" ]; then
+  found=0
+  for gpu_config in "$dest"/*/config.gpu.pbtxt; do
+    [ -f "$gpu_config" ] || continue
+    cp "$gpu_config" "$(dirname "$gpu_config")/config.pbtxt"
+    found=1
+  done
+  if [ "$found" -eq 0 ]; then
+    echo "no config.gpu.pbtxt under $dest: the GPU configuration is missing" >&2
+    exit 1
+  fi
+fi
+echo "model repository filled in $dest ($(ls "$dest" | tr '\n' ' '))"
