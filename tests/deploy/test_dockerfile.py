@@ -284,7 +284,7 @@ def test_the_lock_pins_every_dependency_with_hashes() -> None:
 
     assert unmet(PYPROJECT["project"]["dependencies"], lock) == [], (
         "pyproject.toml changed: regenerate deploy/docker/requirements.lock "
-        "(command at its top)"
+        "(bash deploy/docker/lock.sh)"
     )
     assert all(hashes for _, hashes in lock.values())
 
