@@ -349,13 +349,20 @@ async def test_redis_down_answers_503(prefix: str) -> None:
 
 
 async def test_openapi_documents_every_endpoint(client: httpx.AsyncClient) -> None:
-    response = await client.get("/openapi.json")
+    anonymous = await client.get("/openapi.json")
+    response = await client.get("/openapi.json", headers=headers("viewer"))
 
+    assert anonymous.status_code == 401
     paths = response.json()["paths"]
     for path in (
         "/alerts",
         "/alerts/{alert_id}",
         "/alerts/{alert_id}/acknowledge",
+        "/alerts/{alert_id}/resolve",
+        "/alerts/stream",
+        "/audit",
+        "/auth/whoami",
+        "/auth/stream-token",
         "/patients/latest",
         "/patients/{patient_key}/risk",
         "/healthz",

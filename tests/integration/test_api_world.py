@@ -6,20 +6,30 @@ Alerts and scores are written through the alerter's own ``AlertStore``
 methods, as in production.
 """
 
+import asyncio
+import json
+import socket
+import threading
+import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+import jwt
 import redis.asyncio as aioredis
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cxrwatch.api.app import create_app
 from cxrwatch.api.principals import key_digest
 from cxrwatch.api.settings import ApiSettings
 from cxrwatch.core.alertstore import AlertStore
 from cxrwatch.core.events import Alert, FeatureChange, News2, RiskScore
 from cxrwatch.core.ids import deterministic_id
+from jwt.algorithms import RSAAlgorithm
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 KEYS = {
@@ -104,6 +114,56 @@ async def api_client(settings: ApiSettings) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
+def _server(
+    settings: ApiSettings, **app_options: Any
+) -> tuple[uvicorn.Server, socket.socket]:
+    app = create_app(settings, **app_options)
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, timeout_graceful_shutdown=2
+    )
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    return uvicorn.Server(config), listener
+
+
+@asynccontextmanager
+async def serving(settings: ApiSettings, **app_options: Any) -> AsyncIterator[str]:
+    """The API served by uvicorn on a free loopback port, in this event loop."""
+    server, listener = _server(settings, **app_options)
+    task = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)
+        listener.close()
+
+
+@contextmanager
+def serving_in_thread(settings: ApiSettings, **app_options: Any) -> Iterator[str]:
+    """The API served by uvicorn on a free loopback port, in its own thread."""
+    server, listener = _server(settings, **app_options)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listener]}, daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "API did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
+
+
 def make_score(
     patient_key: str, as_of: datetime, p_critical: float, **values: float
 ) -> RiskScore:
@@ -164,3 +224,79 @@ def make_alert(
         model_name="cxr_fusion",
         model_version="1",
     )
+
+
+class Issuer:
+    """A stand-in OIDC issuer on loopback: discovery, JWKS, signed tokens.
+
+    It holds RSA key pairs made for the test run; ``publish`` chooses which
+    public keys its JWKS shows, so tests can rotate keys.
+    """
+
+    audience = "cxrwatch-api"
+
+    def __init__(self) -> None:
+        self.keys = {kid: rsa.generate_private_key(65537, 2048) for kid in ("k1", "k2")}
+        self.published = ["k1"]
+        self.fetches = 0
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/.well-known/openid-configuration":
+                    body = {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks"}
+                elif self.path == "/jwks":
+                    issuer.fetches += 1
+                    body = issuer.jwks()
+                else:
+                    self.send_error(404)
+                    return
+                raw = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: the test output is not the place for these."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "Issuer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def jwks(self) -> dict[str, Any]:
+        """The published public keys as a JWK set."""
+        keys = []
+        for kid in self.published:
+            jwk = json.loads(RSAAlgorithm.to_jwk(self.keys[kid].public_key()))
+            keys.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
+        return {"keys": keys}
+
+    def token(self, kid: str = "k1", lifetime_s: int = 300, **claims: Any) -> str:
+        """A token signed with key ``kid``; ``claims`` override the defaults."""
+        now = int(time.time())
+        body = {
+            "iss": self.url,
+            "aud": self.audience,
+            "sub": "0f6d2c1e-nurse",
+            "preferred_username": "nurse.jones",
+            "iat": now,
+            "exp": now + lifetime_s,
+            "roles": ["responder"],
+            **claims,
+        }
+        body = {k: v for k, v in body.items() if v is not None}
+        return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
+
+    def settings(self) -> dict[str, Any]:
+        """API settings that trust this issuer."""
+        return {"api_oidc_issuer": self.url, "api_oidc_audience": self.audience}

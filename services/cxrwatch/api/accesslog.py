@@ -7,12 +7,15 @@ Uvicorn's own access log is switched off in favour of this one.
 """
 
 import logging
+import re
 import time
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
+
+_CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 
 REQUESTS = Counter(
     "cxrwatch_api_requests_total",
@@ -30,7 +33,9 @@ def route_template(scope: Scope) -> str:
     """The template of the route that served ``scope``, or ``<unmatched>``."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "<unmatched>"
+    if not isinstance(path, str):
+        return "<unmatched>"
+    return _CONVERTOR.sub(r"{\1}", path)
 
 
 class AccessLog:

@@ -1,8 +1,10 @@
 """What route handlers receive, declared once as ``Annotated`` aliases.
 
-``Viewer``, ``Responder`` and ``Admin`` authenticate the request, apply the
-principal's rate limit and check the role; ``Store`` and ``Settings`` are the
-objects :func:`cxrwatch.api.app.create_app` built at start-up.
+``Viewer``, ``Responder`` and ``Admin`` authenticate the request (API key or
+bearer token), apply the principal's rate limit and check the role.
+``StreamViewer`` also accepts a stream token in the query string, and only the
+live stream uses it. ``Store``, ``StreamStore``, ``Settings`` and
+``Tokens`` are the objects :func:`cxrwatch.api.app.create_app` built.
 """
 
 import logging
@@ -10,12 +12,18 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi import Depends, HTTPException, Query, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from cxrwatch.api.principals import AuthenticationFailed, Authenticator, Principal
+from cxrwatch.api.principals import (
+    AuthenticationFailed,
+    Authenticator,
+    NoRole,
+    Principal,
+)
 from cxrwatch.api.ratelimit import RateLimiter
 from cxrwatch.api.settings import ApiSettings, Role
+from cxrwatch.api.streamtokens import StreamTokens
 from cxrwatch.core.alertstore import AlertStore
 
 logger = logging.getLogger(__name__)
@@ -43,23 +51,22 @@ def _client(request: Request) -> str:
 
 
 async def check_credentials(
-    request: Request,
-    api_key: str | None,
-    bearer_token: str | None,
-    authenticate: Callable[[], Awaitable[Principal]] | None = None,
+    request: Request, authenticate: Callable[[], Awaitable[Principal]]
 ) -> Principal:
-    """Authenticate and rate-limit; 401 or 429 when that fails."""
+    """Run ``authenticate`` under the failure and rate limits.
+
+    401 when the credentials fail, 403 when a valid token grants no role,
+    429 when this address failed too often or the principal asks too often.
+    """
     failures: RateLimiter = request.app.state.auth_failures
     client = _client(request)
     wait = failures.exhausted(client)
     if wait:
         raise _too_many(wait, "failed authentications from this address")
-    authenticator: Authenticator = request.app.state.authenticator
     try:
-        if authenticate is not None:
-            principal = await authenticate()
-        else:
-            principal = await authenticator.authenticate(api_key, bearer_token)
+        principal = await authenticate()
+    except NoRole as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(exc)) from exc
     except AuthenticationFailed as exc:
         failures.take(client)
         logger.info("authentication failed: %s", exc)
@@ -76,24 +83,50 @@ async def check_credentials(
     return principal
 
 
+ApiKeyHeader = Annotated[str | None, Security(api_key_header)]
+BearerHeader = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
+
+
 async def authenticated(
-    request: Request,
-    api_key: Annotated[str | None, Security(api_key_header)],
-    credentials: Annotated[
-        HTTPAuthorizationCredentials | None, Security(bearer_scheme)
-    ],
+    request: Request, api_key: ApiKeyHeader, credentials: BearerHeader
 ) -> Principal:
     """The caller, from an API key or a bearer token."""
+    authenticator: Authenticator = request.app.state.authenticator
     token = credentials.credentials if credentials else None
-    return await check_credentials(request, api_key, token)
+    return await check_credentials(
+        request, lambda: authenticator.authenticate(api_key, token)
+    )
 
 
-def requiring(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
-    """A dependency that admits principals whose role includes ``role``."""
+async def stream_authenticated(
+    request: Request,
+    api_key: ApiKeyHeader,
+    credentials: BearerHeader,
+    token: Annotated[
+        str | None,
+        Query(
+            max_length=1024,
+            description="Stream token from POST /auth/stream-token, for browsers.",
+        ),
+    ] = None,
+) -> Principal:
+    """The caller of the live stream: a stream token, an API key or a bearer."""
+    if token is None:
+        return await authenticated(request, api_key, credentials)
+    tokens: StreamTokens = request.app.state.stream_tokens
 
-    async def check_role(
-        principal: Annotated[Principal, Depends(authenticated)],
-    ) -> Principal:
+    async def from_token() -> Principal:
+        principal, expires = tokens.verify(token)
+        request.state.stream_token_expires = expires
+        return principal
+
+    return await check_credentials(request, from_token)
+
+
+def _role_check(
+    role: Role, source: Callable[..., Awaitable[Principal]]
+) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check_role(principal: Annotated[Principal, Depends(source)]) -> Principal:
         if not principal.role.allows(role):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
@@ -109,13 +142,28 @@ def _store(request: Request) -> AlertStore:
     return store
 
 
+def _stream_store(request: Request) -> AlertStore:
+    store: AlertStore = request.app.state.stream_store
+    return store
+
+
 def _settings(request: Request) -> ApiSettings:
     settings: ApiSettings = request.app.state.settings
     return settings
 
 
-Viewer = Annotated[Principal, Depends(requiring(Role.VIEWER))]
-Responder = Annotated[Principal, Depends(requiring(Role.RESPONDER))]
-Admin = Annotated[Principal, Depends(requiring(Role.ADMIN))]
+def _tokens(request: Request) -> StreamTokens:
+    tokens: StreamTokens = request.app.state.stream_tokens
+    return tokens
+
+
+Viewer = Annotated[Principal, Depends(_role_check(Role.VIEWER, authenticated))]
+Responder = Annotated[Principal, Depends(_role_check(Role.RESPONDER, authenticated))]
+Admin = Annotated[Principal, Depends(_role_check(Role.ADMIN, authenticated))]
+StreamViewer = Annotated[
+    Principal, Depends(_role_check(Role.VIEWER, stream_authenticated))
+]
 Store = Annotated[AlertStore, Depends(_store)]
+StreamStore = Annotated[AlertStore, Depends(_stream_store)]
 Settings = Annotated[ApiSettings, Depends(_settings)]
+Tokens = Annotated[StreamTokens, Depends(_tokens)]

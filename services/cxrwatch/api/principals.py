@@ -36,6 +36,10 @@ class AuthenticationFailed(Exception):
     """Credentials were missing or did not verify; the reason is safe to show."""
 
 
+class NoRole(AuthenticationFailed):
+    """Valid credentials that grant no cxrwatch role (answered with 403)."""
+
+
 class BearerVerifier(Protocol):
     """Turns a bearer token into a principal (OIDC)."""
 

@@ -85,7 +85,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        static = scope["path"].startswith("/static/")
+        static = scope["path"].startswith("/board/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

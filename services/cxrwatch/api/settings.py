@@ -10,6 +10,7 @@ import ipaddress
 import re
 from enum import StrEnum
 from typing import Self
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
@@ -95,6 +96,64 @@ class ApiSettings(ServiceSettings):
     api_hsts: bool = Field(
         False, description="Send Strict-Transport-Security (behind TLS only)."
     )
+    api_oidc_issuer: str | None = Field(
+        None, description="OIDC issuer URL whose tokens are accepted; none: off."
+    )
+    api_oidc_audience: str | None = Field(
+        None, description="Audience (aud) the tokens must name."
+    )
+    api_oidc_jwks_url: str | None = Field(
+        None, description="JWKS URL; by default found through discovery."
+    )
+    api_oidc_algorithms: list[str] = Field(
+        ["RS256", "PS256", "ES256"], description="Signature algorithms accepted."
+    )
+    api_oidc_roles_claim: str = Field(
+        "roles", description="Claim (dotted path) holding the person's roles."
+    )
+    api_oidc_role_map: dict[str, Role] = Field(
+        default_factory=dict,
+        description='JSON {"<claim value>": "viewer|responder|admin"}.',
+    )
+    api_oidc_leeway_s: int = Field(
+        30, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat."
+    )
+    api_oidc_jwks_ttl_s: int = Field(
+        600, ge=30, description="How long fetched keys are trusted."
+    )
+    api_token_secret: SecretStr | None = Field(
+        None,
+        description="Signs stream tokens; set it when replicas share clients. "
+        "Unset: a random secret per process.",
+    )
+    api_stream_token_ttl_s: int = Field(
+        300, ge=10, le=3600, description="Lifetime of a stream token."
+    )
+    api_stream_heartbeat_s: float = Field(
+        15.0, gt=0, le=60, description="Idle time before a stream sends a comment."
+    )
+    api_stream_max_clients: int = Field(
+        100, ge=1, description="Live streams one API process serves at once."
+    )
+
+    @field_validator("api_oidc_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, algorithms: list[str]) -> list[str]:
+        allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+        allowed |= {"ES256", "ES384", "ES512", "EdDSA"}
+        refused = [a for a in algorithms if a not in allowed]
+        if refused or not algorithms:
+            raise ValueError(
+                f"CXRWATCH_API_OIDC_ALGORITHMS {refused or algorithms}: only "
+                f"asymmetric algorithms ({', '.join(sorted(allowed))}) are accepted"
+            )
+        return algorithms
+
+    @field_validator("api_token_secret")
+    @classmethod
+    def _no_placeholder(cls, secret: SecretStr | None) -> SecretStr | None:
+        refuse_placeholder(secret, "CXRWATCH_API_TOKEN_SECRET")
+        return secret
 
     @field_validator("api_keys")
     @classmethod
@@ -115,6 +174,33 @@ class ApiSettings(ServiceSettings):
                 " the local-development key is accepted only on a loopback address"
             )
         return self
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Self:
+        if self.api_oidc_issuer is None:
+            return self
+        if not self.api_oidc_audience:
+            raise ValueError(
+                "CXRWATCH_API_OIDC_ISSUER is set but CXRWATCH_API_OIDC_AUDIENCE "
+                "is not: tokens must be checked for this API's audience"
+            )
+        for name, url in (
+            ("CXRWATCH_API_OIDC_ISSUER", self.api_oidc_issuer),
+            ("CXRWATCH_API_OIDC_JWKS_URL", self.api_oidc_jwks_url),
+        ):
+            if url is not None and not _trusted_url(url):
+                raise ValueError(
+                    f"{name}={url}: keys must come over https "
+                    "(plain http only on a loopback address)"
+                )
+        return self
+
+
+def _trusted_url(url: str) -> bool:
+    parsed = urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return True
+    return parsed.scheme == "http" and is_loopback(parsed.hostname or "")
 
 
 def refuse_placeholder(secret: SecretStr | None, name: str) -> None:

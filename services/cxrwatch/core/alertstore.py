@@ -84,6 +84,12 @@ def stream_id_order(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode()
+    return None if value is None else str(value)
+
+
 class TransitionRefused(CxrwatchError):
     """The alert's current status does not allow the requested change."""
 
@@ -346,17 +352,28 @@ class AlertStore:
         ]
 
     async def feed_lost_after(self, after: str) -> bool:
-        """True when entries newer than ``after`` were trimmed from the feed."""
+        """True when entries newer than ``after`` may have left the feed.
+
+        Deleted entries newer than ``after`` are known exactly; trimming
+        (``MAXLEN``) leaves only the oldest retained id, so a position older
+        than it counts as lost even when the client saw the last trimmed
+        entry. A false alarm costs the client a reload, a miss an alert.
+        """
         try:
             info = await self._redis.xinfo_stream(self.feed_key)
         except RedisError as exc:
             if "no such key" in str(exc).lower():
                 return False
             raise DependencyUnavailable(f"Redis: {exc}") from exc
-        deleted = info.get("max-deleted-entry-id", b"0-0")
-        if isinstance(deleted, bytes):
-            deleted = deleted.decode()
-        return stream_id_order(str(deleted)) > stream_id_order(after)
+        position = stream_id_order(after)
+        deleted = _text(info.get("max-deleted-entry-id")) or FEED_START
+        if stream_id_order(deleted) > position:
+            return True
+        if int(info.get("entries-added", 0)) <= int(info.get("length", 0)):
+            return False
+        first = info.get("first-entry")
+        oldest = _text(first[0]) if first else _text(info.get("last-generated-id"))
+        return oldest is not None and position < stream_id_order(oldest)
 
     async def audit_entries(
         self, before: str | None, count: int
