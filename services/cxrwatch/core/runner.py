@@ -15,5 +15,9 @@ def run_stream_service(processor: Processor, settings: ServiceSettings) -> None:
     """Run ``processor`` until SIGTERM or SIGINT."""
     configure_logging(settings.log_level)
     ensure_topics(settings)
-    service = StreamService(processor, settings)
-    asyncio.run(service.run())
+    asyncio.run(_serve(processor, settings))
+
+
+async def _serve(processor: Processor, settings: ServiceSettings) -> None:
+    # aiokafka clients must be created inside the running loop.
+    await StreamService(processor, settings).run()
