@@ -5,9 +5,10 @@
 #
 # Copies /model-repository/* (MODEL_REPOSITORY_SOURCE overrides the source)
 # into DEST, an emptyDir shared with the main container. With --gpu, every
-# model's config.gpu.pbtxt replaces its config.pbtxt, so Triton serves the
-# ONNX Runtime backend with TensorRT FP16 instead of the CPU configuration.
-# Services that only read the feature manifest run it without --gpu.
+# model's GPU configuration (config.gpu.pbtxt, or configs/gpu.pbtxt) replaces
+# its config.pbtxt, so Triton serves the ONNX Runtime backend with TensorRT
+# FP16 instead of the CPU configuration. Services that only read the feature
+# manifest run it without --gpu.
 set -eu
 
 dest=${1:?usage: fill-model-repository DEST [--gpu]}
@@ -17,13 +18,18 @@ source=${MODEL_REPOSITORY_SOURCE:-/model-repository}
 cp -R "$source/." "$dest/"
 if [ "$variant" = "--gpu" ]; then
   found=0
-  for gpu_config in "$dest"/*/config.gpu.pbtxt; do
-    [ -f "$gpu_config" ] || continue
-    cp "$gpu_config" "$(dirname "$gpu_config")/config.pbtxt"
-    found=1
+  for model in "$dest"/*/; do
+    for gpu_config in "$model/config.gpu.pbtxt" "$model/configs/gpu.pbtxt"; do
+      if [ -f "$gpu_config" ]; then
+        cp "$gpu_config" "$model/config.pbtxt"
+        found=1
+        break
+      fi
+    done
   done
   if [ "$found" -eq 0 ]; then
-    echo "no config.gpu.pbtxt under $dest: the GPU configuration is missing" >&2
+    echo "no config.gpu.pbtxt (or configs/gpu.pbtxt) under $dest:" \
+      "the GPU configuration is missing" >&2
     exit 1
   fi
 fi

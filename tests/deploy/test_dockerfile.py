@@ -225,9 +225,12 @@ def test_the_model_repository_has_what_the_image_build_checks() -> None:
     model = REPO / "models" / "cxr_fusion"
     missing = [
         name
-        for name in ("features.json", "config.pbtxt", "config.gpu.pbtxt")
+        for name in ("features.json", "config.pbtxt")
         if not (model / name).exists()
     ]
+    gpu = [model / "config.gpu.pbtxt", model / "configs" / "gpu.pbtxt"]
+    if not any(path.exists() for path in gpu):
+        missing.append("config.gpu.pbtxt")
     if missing:
         pytest.skip(f"models/cxr_fusion lacks {missing}: the model is not built yet")
 
@@ -398,6 +401,20 @@ def test_fill_copies_the_repository(model_source: Path, tmp_path: Path) -> None:
 def test_fill_puts_the_gpu_configuration_in_place(
     model_source: Path, tmp_path: Path
 ) -> None:
+    (tmp_path / "models").mkdir()
+
+    result = fill(model_source, tmp_path / "models", "--gpu")
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "models" / "cxr_fusion" / "config.pbtxt").read_text() == "gpu"
+
+
+def test_fill_also_takes_a_gpu_configuration_from_configs(
+    model_source: Path, tmp_path: Path
+) -> None:
+    model = model_source / "cxr_fusion"
+    (model / "configs").mkdir()
+    (model / "config.gpu.pbtxt").rename(model / "configs" / "gpu.pbtxt")
     (tmp_path / "models").mkdir()
 
     result = fill(model_source, tmp_path / "models", "--gpu")
