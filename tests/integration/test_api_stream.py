@@ -21,6 +21,7 @@ from cxrwatch.core.alertstore import AlertStore
 from test_api_world import (
     REDIS_URL,
     T0,
+    Issuer,
     delete_prefix,
     headers,
     make_alert,
@@ -247,3 +248,23 @@ async def test_bad_last_event_id_and_too_many_streams(prefix: str) -> None:
     assert bad.status_code == 422
     assert second.status_code == 503
     assert anonymous.status_code == 401
+
+
+@pytest.mark.parametrize("role", ["viewer", "responder", "admin", "oidc-viewer"])
+async def test_every_role_may_open_the_stream(prefix: str, role: str) -> None:
+    with Issuer() as issuer:
+        settings = settings_for(prefix, api_stream_heartbeat_s=1, **issuer.settings())
+        if role.startswith("oidc-"):
+            token = issuer.token(roles=[role.removeprefix("oidc-")])
+            credentials = {"Authorization": f"Bearer {token}"}
+        else:
+            credentials = headers(role)
+        async with (
+            serving(settings) as url,
+            httpx.AsyncClient(base_url=url) as http,
+            http.stream("GET", "/alerts/stream", headers=credentials) as response,
+        ):
+            first_line = await response.aiter_lines().__anext__()
+
+    assert response.status_code == 200
+    assert first_line == "retry: 3000"

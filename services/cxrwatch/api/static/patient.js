@@ -7,7 +7,7 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const BANDS = ["low", "moderate", "high", "critical"];
-const SIZE = { width: 760, height: 300, left: 48, right: 16, top: 14, bottom: 44 };
+const SIZE = { width: 760, height: 300, left: 58, right: 16, top: 14, bottom: 44 };
 
 const patient = {
   key() {
@@ -78,6 +78,15 @@ const patient = {
         class: `zone-${band}`,
       }));
     });
+    BANDS.forEach((band, i) => {
+      svg.append(patient.svg("text", {
+        x: width - right - 4, y: y(highs[i]) + 13, "text-anchor": "end", class: "zone-label",
+      }, band));
+    });
+    svg.append(patient.svg("text", {
+      x: 12, y: top + (height - top - bottom) / 2, "text-anchor": "middle",
+      transform: `rotate(-90 12 ${top + (height - top - bottom) / 2})`,
+    }, "p(critical)"));
     edges.forEach((edge) => {
       svg.append(patient.svg("line", {
         x1: left, x2: width - right, y1: y(edge), y2: y(edge), class: "edge",
