@@ -68,10 +68,12 @@ class Window:
         """Map values to [0, 1]."""
         c, w = np.float32(self.center), np.float32(self.width)
         if self.function == "SIGMOID":
-            return (1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))).astype(np.float32)
-        if self.function == "LINEAR_EXACT":
-            return np.clip((x - c) / w + 0.5, 0.0, 1.0)
-        return np.clip((x - (c - 0.5)) / (w - 1.0) + 0.5, 0.0, 1.0)
+            y = 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+        elif self.function == "LINEAR_EXACT":
+            y = (x - c) / w + 0.5
+        else:
+            y = (x - (c - 0.5)) / (w - 1.0) + 0.5
+        return np.clip(np.asarray(y, dtype=np.float32), 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,8 @@ class GrayscalePipeline:
             return unsigned
         values32 = unsigned.astype(np.int64 if self.bits_stored > 31 else np.int32)
         sign = 1 << (self.bits_stored - 1)
-        return (values32 ^ sign) - sign
+        extended: np.ndarray = np.bitwise_xor(values32, sign) - sign
+        return extended
 
     def modality_values(self, stored: np.ndarray) -> np.ndarray:
         """Steps 1 to 3: values in the modality's units, as float32."""

@@ -113,7 +113,7 @@ def _decode(raw: bytes, terms: list[str], delimiters: set[int]) -> DecodedText:
         try:
             decoded = raw.decode(encodings[0], "strict")
         except (UnicodeDecodeError, LookupError) as exc:
-            return DecodedText(None, f"bytes are not valid {terms[0]}: {exc.reason}")
+            return DecodedText(None, f"bytes are not valid {terms[0]}: {exc}")
     else:
         decoded = decode_bytes(raw, encodings, delimiters)
         if "\ufffd" in decoded:

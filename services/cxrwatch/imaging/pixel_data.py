@@ -13,7 +13,7 @@ RLE Lossless                  1.2.840.10008.1.2.5              pylibjpeg-rle
 JPEG Baseline (8-bit)         1.2.840.10008.1.2.4.50           Pillow, DCT-scaled
 JPEG Extended (12-bit)        1.2.840.10008.1.2.4.51           pylibjpeg-libjpeg
 JPEG Lossless P14, SV1        1.2.840.10008.1.2.4.57, .70      pylibjpeg-libjpeg
-JPEG-LS lossless, near        1.2.840.10008.1.2.4.80, .81      pylibjpeg-libjpeg
+JPEG-LS lossless, near        1.2.840.10008.1.2.4.80, .81      pyjpegls (CharLS)
 JPEG 2000 lossless, lossy     1.2.840.10008.1.2.4.90, .91      glymur, reduced
 HTJ2K (three syntaxes)        1.2.840.10008.1.2.4.201-203      pylibjpeg-openjpeg
 ============================  ===============================  ====================
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
-from pydicom.pixels import get_decoder
+from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import (
     JPEG2000,
     UID,
@@ -79,6 +79,12 @@ ENCAPSULATED = (
     "1.2.840.10008.1.2.4.203",
 )
 _DCT_SCALES = (8, 4, 2)
+# CharLS decodes JPEG-LS about 3x faster than libjpeg; pydicom tries libjpeg
+# first unless told.
+_PREFERRED_PLUGINS = {
+    "1.2.840.10008.1.2.4.80": "pyjpegls",
+    "1.2.840.10008.1.2.4.81": "pyjpegls",
+}
 # What codecs raise on damaged data, besides pydicom's own errors.
 _CODEC_ERRORS = (*READ_ERRORS, RuntimeError, OSError)
 
@@ -259,8 +265,11 @@ def _full_decode(dataset: Dataset, syntax: UID) -> np.ndarray:
             f"transfer syntax {syntax} ({syntax.name}) needs a codec that is not "
             f"installed: {decoder.missing_dependencies}"
         )
+    plugin = _PREFERRED_PLUGINS.get(str(syntax), "")
+    if plugin not in decoder.available_plugins:
+        plugin = ""
     try:
-        values, _ = decoder.as_array(dataset, index=0, raw=True)
+        values, _ = decoder.as_array(dataset, index=0, raw=True, decoding_plugin=plugin)
     except _CODEC_ERRORS as exc:
         raise InvalidInput(
             f"the {syntax.name} pixel data cannot be decoded: {exc}; "
