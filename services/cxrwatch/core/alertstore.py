@@ -25,6 +25,7 @@ writes who/when/note and appends the audit entry in one script.
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -288,7 +289,7 @@ class AlertStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for alert_id in alert_ids:
                     pipe.hgetall(self.alert_key(alert_id))
-                rows = await pipe.execute()
+                rows: list[Any] = await pipe.execute()
         except RedisError as exc:
             raise DependencyUnavailable(f"Redis: {exc}") from exc
         return [
@@ -313,7 +314,7 @@ class AlertStore:
         keys = [self.alert_key(alert_id), self.audit_key]
         args = [status, actor, now, note or "", alert_id, *allowed_from]
         try:
-            outcome = await self._transition(keys=keys, args=args)
+            outcome: Any = await self._transition(keys=keys, args=args)
         except RedisError as exc:
             raise DependencyUnavailable(f"Redis: {exc}") from exc
         if outcome[0] == 0:
@@ -325,7 +326,7 @@ class AlertStore:
     async def feed_position(self) -> str:
         """Id of the newest entry of the alert feed, or ``0-0`` when empty."""
         try:
-            rows = await self._redis.xrevrange(self.feed_key, count=1)
+            rows: Any = await self._redis.xrevrange(self.feed_key, count=1)
         except RedisError as exc:
             raise DependencyUnavailable(f"Redis: {exc}") from exc
         return rows[0][0].decode() if rows else FEED_START
@@ -339,7 +340,7 @@ class AlertStore:
         means none came.
         """
         try:
-            rows = await self._redis.xread(
+            rows: Any = await self._redis.xread(
                 {self.feed_key: after}, count=count, block=block_ms
             )
         except RedisError as exc:
@@ -360,7 +361,7 @@ class AlertStore:
         entry. A false alarm costs the client a reload, a miss an alert.
         """
         try:
-            info = await self._redis.xinfo_stream(self.feed_key)
+            info: Any = await self._redis.xinfo_stream(self.feed_key)
         except RedisError as exc:
             if "no such key" in str(exc).lower():
                 return False
@@ -381,7 +382,7 @@ class AlertStore:
         """Audit entries older than ``before`` (all when None), newest first."""
         newest = f"({before}" if before else "+"
         try:
-            rows = await self._redis.xrevrange(
+            rows: Any = await self._redis.xrevrange(
                 self.audit_key, max=newest, min="-", count=count
             )
         except RedisError as exc:

@@ -1,9 +1,10 @@
 """One router per resource: alerts, patients, audit, stream, auth, health, board."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime, BeforeValidator
 
 from cxrwatch.api.schemas import Problem
 
@@ -13,6 +14,20 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": Problem, "description": "Rate limit reached; see Retry-After."},
     503: {"model": Problem, "description": "Redis does not answer."},
 }
+
+
+def _iso_8601(value: object) -> object:
+    # Pydantic would also read "0.5" as seconds since 1970; the API takes ISO 8601.
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{value[:40]!r} is not an ISO 8601 time") from exc
+    return value
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
+"""A query time: ISO 8601 with a UTC offset, e.g. ``2026-03-14T08:00:00Z``."""
 
 
 def invalid_query(name: str, message: str) -> RequestValidationError:

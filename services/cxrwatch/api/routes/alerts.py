@@ -6,15 +6,14 @@ An alert goes open → acknowledged → resolved, or open → resolved.
 """
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
-from pydantic import AwareDatetime
 
 from cxrwatch.api.cursor import BadCursor, Position
 from cxrwatch.api.dependencies import Responder, Settings, Store, Viewer
 from cxrwatch.api.listing import AlertQuery, list_alerts
-from cxrwatch.api.routes import AUTH_ERRORS, checked_range, invalid_query
+from cxrwatch.api.routes import AUTH_ERRORS, IsoTime, checked_range, invalid_query
 from cxrwatch.api.schemas import (
     AlertPage,
     AlertStatus,
@@ -33,8 +32,12 @@ router = APIRouter(prefix="/alerts", tags=["alerts"], responses=AUTH_ERRORS)
 AlertId = Annotated[
     str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
 ]
-NOT_FOUND = {404: {"model": Problem, "description": "No alert with this id."}}
-CONFLICT = {409: {"model": Problem, "description": "The alert's status forbids it."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No alert with this id."}
+}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "The alert's status forbids it."}
+}
 
 
 @router.get("", response_model=AlertPage, summary="List alerts, newest first")
@@ -53,10 +56,10 @@ async def get_alerts(
         Query(alias="status", description="Keep these statuses (repeatable)."),
     ] = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="Raised at or after (ISO 8601).")
+        IsoTime | None, Query(description="Raised at or after (ISO 8601).")
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(description="Raised at or before (ISO 8601).")
+        IsoTime | None, Query(description="Raised at or before (ISO 8601).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
     cursor: Annotated[

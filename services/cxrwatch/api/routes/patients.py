@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
-from pydantic import AwareDatetime
 
 from cxrwatch.api.dependencies import Settings, Store, Viewer
-from cxrwatch.api.routes import AUTH_ERRORS, checked_range
+from cxrwatch.api.routes import AUTH_ERRORS, IsoTime, checked_range
 from cxrwatch.api.schemas import LatestScores, Problem, RiskHistory
 from cxrwatch.api.views import latest_score, risk_point
 
@@ -42,10 +41,10 @@ async def get_risk(
     store: Store,
     settings: Settings,
     since: Annotated[
-        AwareDatetime | None, Query(description="Scores as of this time or later.")
+        IsoTime | None, Query(description="Scores as of this time or later.")
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(description="Scores as of this time or earlier.")
+        IsoTime | None, Query(description="Scores as of this time or earlier.")
     ] = None,
 ) -> RiskHistory:
     """Scores in the time range, oldest first, with the inputs behind each."""
