@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -128,13 +129,14 @@ def alert_for(scored: RiskScore, previous: RiskScore) -> Alert:
 
 
 @asynccontextmanager
-async def api_on(prefix: str) -> AsyncIterator[str]:
+async def api_on(prefix: str, **overrides: Any) -> AsyncIterator[str]:
     settings = ApiSettings(
         redis_url=REDIS_URL,
         redis_prefix=prefix,
         api_keys={key_digest(RESPONDER_KEY): {"name": "rrt-desk", "role": "responder"}},
         api_local_dev=False,
         api_stream_heartbeat_s=1,
+        **overrides,
     )
     config = uvicorn.Config(
         create_app(settings),
@@ -232,3 +234,37 @@ async def test_board_live_alert_acknowledge_and_patient_plot(store: AlertStore) 
     assert problems == []
     if os.environ.get("CXRWATCH_UPDATE_DOCS_SCREENSHOT") == "1":
         shutil.copyfile(OUTPUT / "board.png", REPO / "docs" / "board.png")
+
+
+async def test_board_survives_the_end_of_its_stream_token(store: AlertStore) -> None:
+    ttl = 10
+    first = score(*COURSE[0])
+    later = score(*COURSE[1])
+    await store.record_score(first)
+    alert = alert_for(later, first)
+    problems: list[str] = []
+
+    async with (
+        api_on(store.feed_key.split(":")[0], api_stream_token_ttl_s=ttl) as url,
+        playwright_api.async_playwright() as driver,
+    ):
+        browser = await driver.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        page = await browser.new_page()
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        expect = playwright_api.expect
+        await page.goto(f"{url}/board/")
+        await page.fill("#api-key", RESPONDER_KEY)
+        await page.click("#sign-in-form button[type=submit]")
+        await expect(page.locator("#live")).to_have_text("Live", timeout=10_000)
+
+        # The token ends the stream; the page must take a new one and resume.
+        await asyncio.sleep(ttl + 5)
+        await store.record_alert(alert)
+        row = page.locator(f'tr[data-alert-id="{alert.alert_id}"]')
+        await expect(row).to_be_visible(timeout=15_000)
+        await expect(page.locator("#live")).to_have_text("Live")
+        await browser.close()
+
+    assert problems == []

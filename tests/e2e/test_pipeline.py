@@ -5,6 +5,8 @@ every service as its own process, exactly as ``make run`` starts them.
 import asyncio
 import base64
 import json
+import os
+import uuid
 import random
 import socket
 from collections.abc import Iterator
@@ -41,9 +43,10 @@ def _is_free(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    run_dir = REPO / "test-output" / "e2e"
+    run_dir = REPO / "test-output" / f"e2e-{os.getpid()}"
     settings = EmbeddedSettings(
         run_dir=run_dir,
+        redis_prefix=f"cxr-e2e-{uuid.uuid4().hex[:8]}",
         kafka_port=free_port(),
         redis_db=3,
         triton_http_port=free_port(),
@@ -102,7 +105,7 @@ def _read_topic(bootstrap: str, topic: str) -> list[bytes]:
 def test_the_deteriorating_patient_is_alerted_high_or_critical(pipeline: Stack) -> None:
     alerts = _alerts(pipeline, DETERIORATING)
     assert alerts, "the deteriorating patient raised no alert"
-    assert {a["band"] for a in alerts} <= {"high", "critical"}
+    assert {a["band"] for a in alerts} & {"high", "critical"}
     assert max(a["p_critical"] for a in alerts) >= 0.6
     # The inputs that moved are reported, and NEWS2 came along.
     first = alerts[-1]
@@ -127,7 +130,8 @@ def test_risk_history_holds_the_stable_patients_scores(pipeline: Stack) -> None:
     body = read_json(
         f"{pipeline.api_url}/patients/{STABLE}/risk", pipeline.settings.api_key
     )
-    scores = body["items"] if isinstance(body, dict) else body
+    assert isinstance(body, dict)
+    scores = body["points"]
     assert len(scores) >= 3
     assert max(s["p_critical"] for s in scores) < 0.6
 

@@ -7,7 +7,7 @@ from cxrwatch.core.runner import run_stream_service
 def main() -> None:
     """Start the alerter with settings from the environment."""
     settings = AlerterSettings()
-    run_stream_service(build_processor(settings), settings)
+    run_stream_service(build_processor, settings)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Everything runs as child processes on loopback, with logs under the run
 directory (``.run/`` by default). :meth:`Stack.stop` ends every process the
 stack started, in reverse order; a Redis that was already running is left
-alone, only its ``cxr`` keys in the chosen database are cleared at start.
+alone, only the keys under the run's prefix (``cxr`` by default) in the
+chosen database are cleared at start.
 """
 
 import json
@@ -40,6 +41,7 @@ class EmbeddedSettings(BaseSettings):
     kafka_port: int = Field(19092, description="Port of the local broker.")
     redis_port: int = Field(6379, description="Redis port (used if it answers).")
     redis_db: int = Field(1, ge=0, description="Redis database for the demo.")
+    redis_prefix: str = Field("cxr", description="Prefix of the demo's Redis keys.")
     triton_http_port: int = Field(18000, description="Triton HTTP port.")
     triton_grpc_port: int = Field(18001, description="Triton gRPC port.")
     triton_metrics_port: int = Field(18002, description="Triton metrics port.")
@@ -91,6 +93,7 @@ class Stack:
             **os.environ,
             "CXRWATCH_KAFKA_BOOTSTRAP": self.bootstrap,
             "CXRWATCH_REDIS_URL": self.redis_url,
+            "CXRWATCH_REDIS_PREFIX": s.redis_prefix,
             "CXRWATCH_MODEL_REPOSITORY": str(s.model_repository.resolve()),
             "CXRWATCH_TRITON_URL": f"127.0.0.1:{s.triton_grpc_port}",
             "CXRWATCH_BACKEND": s.scorer_backend,
@@ -204,7 +207,8 @@ class Stack:
             )
             _wait_port("redis", port, 15)
         client = redis.Redis.from_url(self.redis_url)
-        stale = list(client.scan_iter(match="cxr:*", count=1000))
+        pattern = f"{self.settings.redis_prefix}:*"
+        stale = list(client.scan_iter(match=pattern, count=1000))
         for start in range(0, len(stale), 500):
             client.delete(*stale[start : start + 500])
         client.close()

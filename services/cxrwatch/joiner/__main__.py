@@ -7,7 +7,7 @@ from cxrwatch.joiner.service import JoinerSettings, build_processor
 def main() -> None:
     """Start the joiner with settings from the environment."""
     settings = JoinerSettings()
-    run_stream_service(build_processor(settings), settings)
+    run_stream_service(build_processor, settings)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from cxrwatch.scorer.service import ScorerSettings, build_processor
 def main() -> None:
     """Start the scorer with settings from the environment."""
     settings = ScorerSettings()
-    run_stream_service(build_processor(settings), settings)
+    run_stream_service(build_processor, settings)
 
 
 if __name__ == "__main__":
