@@ -6,7 +6,7 @@ TRITON_VENV := .venv-triton
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-faults bench lint schemas model clean deps
+.PHONY: run test test-unit test-faults test-deploy bench lint lock schemas model clean deps
 
 deps: $(VENV)/.installed $(TRITON_VENV)/.installed
 
@@ -37,7 +37,17 @@ test-faults: deps
 	$(PY) -m pytest tests/faults $(PYTEST_ARGS)
 
 bench: deps
+	$(VENV)/bin/pip install -q -e '.[test,broker,bench]'
 	$(PY) -m benchmarks
+
+## test-deploy: render, validate and lint deploy/
+test-deploy: $(VENV)/.installed
+	$(PY) -m pytest tests/deploy $(PYTEST_ARGS)
+
+## lock: re-pin the images' dependencies (needs uv)
+lock: $(VENV)/.installed
+	$(VENV)/bin/pip install -q uv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash deploy/docker/lock.sh
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

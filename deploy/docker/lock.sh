@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 compile() {
   UV_NO_CONFIG=1 uv pip compile "$@" --generate-hashes --python-version 3.11 \
     --python-platform x86_64-manylinux_2_28 --no-header --annotation-style line \
-    --index-url https://pypi.org/simple --quiet
+    --quiet
 }
 
 {
