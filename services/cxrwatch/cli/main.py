@@ -133,31 +133,23 @@ def alerts(
 
 
 def print_alerts(body: object) -> None:
-    """Render an /alerts response as a table."""
+    """Render an /alerts response as a table, oldest first."""
     items = body.get("items", []) if isinstance(body, dict) else []
     table = Table(title=f"{len(items)} alert(s)")
-    for column in (
-        "raised at",
-        "patient",
-        "band",
-        "reason",
-        "risk",
-        "NEWS2",
-        "moved most",
-    ):
-        table.add_column(column)
-    for alert in items:
+    for column in ("raised at", "patient", "band", "reason", "risk", "NEWS2"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("moved most")
+    for alert in reversed(items):
         previous = alert.get("previous_p_critical")
-        risk = f"{previous:.2f} → " if previous is not None else ""
-        changes = ", ".join(c["feature"] for c in alert.get("changes", []))
+        risk = f"{previous:.2f}→" if previous is not None else ""
         table.add_row(
-            alert["raised_at"],
+            alert["raised_at"][5:16].replace("T", " "),
             alert["patient_key"],
             alert["band"],
             alert["reason"],
             risk + f"{alert['p_critical']:.2f}",
             str(alert.get("news2", {}).get("score")),
-            changes,
+            ", ".join(c["feature"] for c in alert.get("changes", [])),
         )
     console.print(table)
 

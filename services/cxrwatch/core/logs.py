@@ -11,4 +11,5 @@ def configure_logging(level: str) -> None:
     )
     # aiokafka logs every rebalance step at INFO; ours say what matters.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    # kafka-python (command line, admin) warns about its own event-loop timing.
+    logging.getLogger("kafka").setLevel(logging.ERROR)

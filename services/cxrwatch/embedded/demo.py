@@ -1,10 +1,14 @@
 """``make run``: the whole pipeline on the sample scenario, then the API stays up."""
 
+import json
 import logging
 import time
 
+from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
+from rich.table import Table
 
+from cxrwatch.core import topics
 from cxrwatch.core.settings import ServiceSettings
 from cxrwatch.embedded.lag import wait_until_drained
 from cxrwatch.embedded.stack import EmbeddedSettings, Stack, read_json
@@ -30,6 +34,7 @@ def run_demo(*, once: bool) -> int:
         stack.check_alive()
         body = read_json(f"{stack.api_url}/alerts?limit=100", settings.api_key)
         print_alerts(body)
+        print_dead_letters(read_dead_letters(stack.bootstrap))
         if any(lag.values()):
             console.print(f"[red]pipeline did not drain: {lag}[/red]")
             return 1
@@ -47,3 +52,36 @@ def run_demo(*, once: bool) -> int:
     finally:
         console.print("stopping…")
         stack.stop()
+
+
+def read_dead_letters(bootstrap: str) -> list[dict[str, object]]:
+    """Every record on the dead-letter topic, oldest first per partition."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        consumer_timeout_ms=2000,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=64 * 1024 * 1024,
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topics.DEADLETTER) or set()
+        consumer.assign([TopicPartition(topics.DEADLETTER, p) for p in partitions])
+        consumer.seek_to_beginning()
+        return [json.loads(record.value) for record in consumer]
+    finally:
+        consumer.close()
+
+
+def print_dead_letters(letters: list[dict[str, object]]) -> None:
+    """What went to the dead-letter topic, and why."""
+    table = Table(title=f"{len(letters)} dead letter(s)")
+    table.add_column("service", no_wrap=True)
+    table.add_column("error", no_wrap=True)
+    table.add_column("reason")
+    for letter in letters:
+        table.add_row(
+            str(letter["service"]),
+            str(letter["error_class"]),
+            str(letter["error_message"])[:160],
+        )
+    console.print(table)

@@ -40,7 +40,9 @@ def _partition_lag(
 ) -> dict[str, dict[TopicPartition, tuple[int, int]]]:
     """Per group and partition: (records behind, committed offset)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cxrwatch-lag")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="cxrwatch-lag")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, client_id="cxrwatch-lag", enable_auto_commit=False
+    )
     try:
         lag: dict[str, dict[TopicPartition, tuple[int, int]]] = {}
         for group in groups:

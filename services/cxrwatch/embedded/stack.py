@@ -107,6 +107,11 @@ class Stack:
     def start(self) -> None:
         """Start every component and wait until each is ready."""
         (self.settings.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        _require_free("API", self.settings.api_port, "CXRWATCH_EMBEDDED_API_PORT")
+        for service in SERVICES:
+            _require_free(
+                service, self.health_port(service), "CXRWATCH_EMBEDDED_HEALTH_BASE_PORT"
+            )
         self._start_broker()
         self._prepare_redis()
         if self.settings.scorer_backend == "triton":
@@ -164,6 +169,9 @@ class Stack:
         return child
 
     def _start_broker(self) -> None:
+        _require_free(
+            "broker", self.settings.kafka_port, "CXRWATCH_EMBEDDED_KAFKA_PORT"
+        )
         binary = tansu_binary()
         url = f"tcp://127.0.0.1:{self.settings.kafka_port}"
         self._spawn(
@@ -215,6 +223,12 @@ class Stack:
 
     def _start_triton(self) -> None:
         s = self.settings
+        for port, variable in (
+            (s.triton_http_port, "CXRWATCH_EMBEDDED_TRITON_HTTP_PORT"),
+            (s.triton_grpc_port, "CXRWATCH_EMBEDDED_TRITON_GRPC_PORT"),
+            (s.triton_metrics_port, "CXRWATCH_EMBEDDED_TRITON_METRICS_PORT"),
+        ):
+            _require_free("triton", port, variable)
         script = Path("scripts/triton/start_triton.sh").resolve()
         self._spawn(
             "triton",
@@ -265,6 +279,14 @@ def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _require_free(name: str, port: int, variable: str) -> None:
+    if _port_open(port):
+        raise DependencyUnavailable(
+            f"port {port} for the {name} is already in use; stop what listens "
+            f"there or choose another port with {variable}"
+        )
 
 
 def _wait_port(name: str, port: int, timeout_s: float) -> None:
