@@ -8,12 +8,15 @@ hash tag, so that one patient's keys share a slot and one script can touch them)
     source observation (a FHIR Observation or component, an HL7 OBX), holding its
     latest version. A withdrawn observation stays as a tombstone whose status is
     ``entered-in-error``, so that an older version delivered late cannot revive it.
-``P:obs:{K}:f:<feature>`` (sorted set, one per manifest feature)
-    member: source id; score: effective time in epoch milliseconds. Only values
-    in force are members; a snapshot reads the highest score in the look-back.
+``P:obs:{K}:series`` (sorted set)
+    the values in force: member source id, score ``feature_index * 10**13 +
+    effective_ms`` (feature index from 1, in manifest order). Each feature owns
+    one score range, so a snapshot reads a feature's latest value in its look-back
+    with one ``ZREVRANGEBYSCORE … LIMIT 0 1``, and moving a source to another
+    time or feature is one ``ZADD``. Effective times must lie in 1970..2286.
 ``P:obs:{K}:idx`` (sorted set)
-    every source id of the patient, tombstones included, by effective time; used
-    to trim what falls out of the retention window.
+    every source id of the patient, tombstones included, by effective time in
+    epoch milliseconds: the patient's newest time, and what to trim.
 ``P:demo:{K}`` (hash)
     ``birth_date`` (ISO date) and ``sex`` (``M``, ``F`` or ``O``).
 ``P:receipt:{K}:<receipt id>`` (string, short-lived)
@@ -32,6 +35,7 @@ Write rules (one Lua script per patient and call, so each call is atomic):
   ``retention_hours`` after its last write, so memory per patient is bounded.
 """
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -40,7 +44,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import redis.asyncio
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from cxrwatch.core.errors import DependencyUnavailable
 from cxrwatch.core.ids import patient_ref
@@ -57,36 +61,40 @@ WITHDRAWN: ObservationStatus = "entered-in-error"
 _MAX_VERSION = 2**53  # Lua numbers are doubles
 _YEAR_S = 365.2425 * 86400.0
 
-# KEYS: src, idx, demo, receipt, then one sorted set per feature in manifest order.
-# ARGV: retention ms, ttl s, receipt ttl s (0: no receipt), then per observation
-# six values: feature index (1-based), source id, effective ms, version, status,
-# value. Returns {outcomes, replayed receipt or ""}; an outcome is {code} or, for
-# a withdrawal, {code, effective ms, feature index, value}.
+# KEYS: src, idx, series, demo, receipt. ARGV[1]: "retention ms|ttl s|receipt ttl
+# s (0: no receipt)|birth date|sex" (empty to leave them), then per observation:
+# source id, record, series score. Returns {outcomes, replayed receipt or ""}; an
+# outcome is {code} or, for a withdrawal, {code, effective ms, feature index,
+# value}.
 _PUT_SCRIPT = """
-local src, idx, demo, receipt = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local retention, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local receipt_ttl = tonumber(ARGV[3])
+local src, idx, series, demo, receipt = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local WITHDRAWN = 'entered-in-error'
+local RECORD = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'  -- also the settings' shape
+local r, t, rt, birth, sex = string.match(ARGV[1], RECORD)
+local retention, ttl, receipt_ttl = tonumber(r), tonumber(t), tonumber(rt)
+if birth ~= '' then redis.call('HSET', demo, 'birth_date', birth) end
+if sex ~= '' then redis.call('HSET', demo, 'sex', sex) end
 
 local newest = nil
 local top = redis.call('ZREVRANGE', idx, 0, 0, 'WITHSCORES')
 if top[2] then newest = tonumber(top[2]) end
-for i = 4, #ARGV, 6 do
-  local t = tonumber(ARGV[i + 2])
-  if ARGV[i + 4] ~= WITHDRAWN and (newest == nil or t > newest) then newest = t end
+for i = 2, #ARGV, 3 do
+  local _, status, t = string.match(ARGV[i + 1], RECORD)
+  t = tonumber(t)
+  if status ~= WITHDRAWN and (newest == nil or t > newest) then newest = t end
 end
 local cutoff = newest and (newest - retention) or nil
 
 local outcomes, changed = {}, {}
-for i = 4, #ARGV, 6 do
-  local f, sid, t = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2])
-  local version, status, value = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
-  local record = table.concat({ARGV[i + 3], status, ARGV[i + 2], ARGV[i], value}, '|')
+for i = 2, #ARGV, 3 do
+  local sid, record, score = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local v, status, t, f, x = string.match(record, RECORD)
+  local version, effective = tonumber(v), tonumber(t)
   local cur = redis.call('HGET', src, sid)
   local cv, cs, ct, cf, cx
   if cur then
-    cv, cs, ct, cf, cx = string.match(cur, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
-    cv, cf = tonumber(cv), tonumber(cf)
+    cv, cs, ct, cf, cx = string.match(cur, RECORD)
+    cv = tonumber(cv)
   end
   local live = cur and cs ~= WITHDRAWN
   local outcome
@@ -96,30 +104,27 @@ for i = 4, #ARGV, 6 do
     outcome = {'same'}
   elseif status == WITHDRAWN then
     if live then
-      redis.call('ZREM', KEYS[4 + cf], sid)
-      redis.call('HSET', src, sid, table.concat({ARGV[i + 3], status, ct, cf, cx}, '|'))
-      redis.call('ZADD', idx, ct, sid)
+      redis.call('ZREM', series, sid)
+      redis.call('HSET', src, sid, table.concat({v, status, ct, cf, cx}, '|'))
       outcome = {'withdrawn', ct, cf, cx}
     elseif cur then
       if version > cv then
-        redis.call('HSET', src, sid,
-                   table.concat({ARGV[i + 3], status, ct, cf, cx}, '|'))
+        redis.call('HSET', src, sid, table.concat({v, status, ct, cf, cx}, '|'))
       end
       outcome = {'same'}
-    elseif cutoff and t < cutoff then
+    elseif cutoff and effective < cutoff then
       outcome = {'expired'}
     else
       redis.call('HSET', src, sid, record)
-      redis.call('ZADD', idx, ARGV[i + 2], sid)
+      redis.call('ZADD', idx, t, sid)
       outcome = {'tombstone'}
     end
-  elseif cutoff and t < cutoff then
+  elseif cutoff and effective < cutoff then
     outcome = {'expired'}
   else
-    if live and cf ~= f then redis.call('ZREM', KEYS[4 + cf], sid) end
     redis.call('HSET', src, sid, record)
-    redis.call('ZADD', KEYS[4 + f], ARGV[i + 2], sid)
-    redis.call('ZADD', idx, ARGV[i + 2], sid)
+    redis.call('ZADD', series, score, sid)
+    redis.call('ZADD', idx, t, sid)
     if live then outcome = {'replaced'} else outcome = {'new'} end
   end
   outcomes[#outcomes + 1] = outcome
@@ -132,19 +137,15 @@ end
 
 if cutoff then
   local bound = string.format('(%.0f', cutoff)
-  for _, sid in ipairs(redis.call('ZRANGEBYSCORE', idx, '-inf', bound)) do
-    local rec = redis.call('HGET', src, sid)
-    if rec then
-      local rs, rf = string.match(rec, '^[^|]*|([^|]*)|[^|]*|([^|]*)|')
-      if rs ~= WITHDRAWN then redis.call('ZREM', KEYS[4 + tonumber(rf)], sid) end
-      redis.call('HDEL', src, sid)
-    end
+  local old = redis.call('ZRANGEBYSCORE', idx, '-inf', bound)
+  for first = 1, #old, 500 do  -- unpack() has a stack limit
+    local chunk = {unpack(old, first, math.min(first + 499, #old))}
+    redis.call('ZREM', series, unpack(chunk))
+    redis.call('HDEL', src, unpack(chunk))
   end
-  redis.call('ZREMRANGEBYSCORE', idx, '-inf', bound)
+  if #old > 0 then redis.call('ZREMRANGEBYSCORE', idx, '-inf', bound) end
 end
-for k = 1, #KEYS do
-  if k ~= 4 then redis.call('EXPIRE', KEYS[k], ttl) end
-end
+for k = 1, 4 do redis.call('EXPIRE', KEYS[k], ttl) end
 
 local replayed = ''
 if receipt_ttl > 0 then
@@ -157,19 +158,22 @@ end
 return {outcomes, replayed}
 """
 
-# KEYS: src, demo, then one sorted set per feature. ARGV: as_of ms, then the
-# lower bound in ms per feature. Returns {records ("" when none), demographics}.
+# KEYS: src, series, demo. ARGV: per feature, the highest then the lowest score
+# of its look-back window. Returns {records ("" when none), demographics}.
 _SNAPSHOT_SCRIPT = """
 local records = {}
-for i = 3, #KEYS do
-  local top = redis.call('ZREVRANGEBYSCORE', KEYS[i], ARGV[1], ARGV[i - 1],
+for i = 1, #ARGV, 2 do
+  local top = redis.call('ZREVRANGEBYSCORE', KEYS[2], ARGV[i], ARGV[i + 1],
                          'LIMIT', 0, 1)
   local rec = ''
   if top[1] then rec = redis.call('HGET', KEYS[1], top[1]) or '' end
   records[#records + 1] = rec
 end
-return {records, redis.call('HGETALL', KEYS[2])}
+return {records, redis.call('HGETALL', KEYS[3])}
 """
+
+# Each feature's scores in the series: index * 10**13 + effective ms.
+_FEATURE_SPAN_MS = 10**13
 
 _CHANGED = frozenset({"new", "replaced", "withdrawn"})
 
@@ -197,6 +201,8 @@ class StoredObservation:
             raise ValueError(f"effective_at {self.effective_at} carries no offset")
         if not 0 <= self.version < _MAX_VERSION:
             raise ValueError(f"version {self.version} is outside [0, 2**53)")
+        if not 0 <= _epoch_ms(self.effective_at) < _FEATURE_SPAN_MS:
+            raise ValueError(f"effective_at {self.effective_at} is not in 1970..2286")
         if self.value is None and self.status != WITHDRAWN:
             raise ValueError(f"{self.source_id}: only a withdrawal may have no value")
 
@@ -252,7 +258,7 @@ class ObservationStore:
         self._ttl_s = max(1, round(retention_hours * 3600))
         self._receipt_ttl_s = receipt_ttl_s
         self._index = {name: i for i, name in enumerate(manifest.names, start=1)}
-        self._put_script = redis.register_script(_PUT_SCRIPT)
+        self._put_sha = hashlib.sha1(_PUT_SCRIPT.encode()).hexdigest()  # noqa: S324
         self._snapshot_script = redis.register_script(_SNAPSHOT_SCRIPT)
 
     async def put(
@@ -300,18 +306,28 @@ class ObservationStore:
             If Redis does not answer; some writes may have been applied, and
             repeating the batch is safe.
         """
-        pipe = self._redis.pipeline(transaction=False)
-        for item in batch:
-            self._queue_demographics(pipe, item)
-            if item.observations:
-                await self._queue_put(pipe, item)
+        commands = [self._put_command(item) for item in batch]
         try:
-            replies = await pipe.execute()
+            try:
+                replies = await self._send(commands)
+            except NoScriptError:
+                # Redis restarted or its scripts were flushed. Repeating writes
+                # that did land changes nothing, and their receipts replay them.
+                await self._redis.script_load(_PUT_SCRIPT)
+                replies = await self._send(commands)
         except RedisError as exc:
             raise DependencyUnavailable(
                 f"Redis did not store observations: {exc}"
             ) from exc
         return self._changes(batch, iter(replies))
+
+    async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        # EVALSHA straight into a pipeline: the library's Script wrapper asks
+        # Redis whether the script exists before every pipeline.
+        pipe = self._redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute())
 
     async def release(self, receipts: Iterable[tuple[str, str]]) -> None:
         """Forget receipts (patient key, receipt) whose outputs are committed.
@@ -343,20 +359,19 @@ class ObservationStore:
         """
         if as_of.tzinfo is None:
             raise ValueError(f"as_of {as_of} carries no offset")
-        as_of_ms = _epoch_ms(as_of)
-        bounds = [
-            str(as_of_ms - round(f.lookback_hours * 3_600_000))
-            for f in self._manifest.features
-        ]
+        as_of_ms = min(_epoch_ms(as_of), _FEATURE_SPAN_MS - 1)
+        bounds: list[int] = []
+        for index, feature in enumerate(self._manifest.features, start=1):
+            base = index * _FEATURE_SPAN_MS
+            earliest = as_of_ms - round(feature.lookback_hours * 3_600_000)
+            bounds += [base + as_of_ms, base + max(earliest, 0)]
         keys = [
             self._key(patient_key, "obs", "src"),
+            self._key(patient_key, "obs", "series"),
             self._key(patient_key, "demo"),
-            *(self._feature_key(patient_key, name) for name in self._manifest.names),
         ]
         try:
-            records, demographics = await self._snapshot_script(
-                keys=keys, args=[str(as_of_ms), *bounds]
-            )
+            records, demographics = await self._snapshot_script(keys=keys, args=bounds)
         except RedisError as exc:
             raise DependencyUnavailable(
                 f"Redis did not answer a snapshot: {exc}"
@@ -366,33 +381,29 @@ class ObservationStore:
     def _key(self, patient_key: str, kind: str, *rest: str) -> str:
         return ":".join((self._prefix, kind, "{" + patient_key + "}", *rest))
 
-    def _feature_key(self, patient_key: str, feature: str) -> str:
-        return self._key(patient_key, "obs", "f", feature)
-
-    def _queue_demographics(self, pipe: Any, item: PatientWrite) -> None:
-        fields: dict[str, str] = {}
-        if item.birth_date is not None:
-            fields["birth_date"] = item.birth_date.isoformat()
-        if item.sex is not None:
-            fields["sex"] = item.sex
-        if fields:
-            key = self._key(item.patient_key, "demo")
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, self._ttl_s)
-
-    async def _queue_put(self, pipe: Any, item: PatientWrite) -> None:
-        keys = [
-            self._key(item.patient_key, "obs", "src"),
-            self._key(item.patient_key, "obs", "idx"),
-            self._key(item.patient_key, "demo"),
-            self._key(item.patient_key, "receipt", item.receipt or "-"),
-            *(self._feature_key(item.patient_key, n) for n in self._manifest.names),
+    def _put_command(self, item: PatientWrite) -> tuple[Any, ...]:
+        tagged = "{" + item.patient_key + "}"
+        prefix = self._prefix
+        receipt_ttl = self._receipt_ttl_s if item.receipt and item.observations else 0
+        birth_date = item.birth_date.isoformat() if item.birth_date else ""
+        settings = (
+            f"{self._retention_ms}|{self._ttl_s}|{receipt_ttl}|{birth_date}|"
+            f"{item.sex or ''}"
+        )
+        args: list[str | int] = [
+            "EVALSHA",
+            self._put_sha,
+            5,
+            f"{prefix}:obs:{tagged}:src",
+            f"{prefix}:obs:{tagged}:idx",
+            f"{prefix}:obs:{tagged}:series",
+            f"{prefix}:demo:{tagged}",
+            f"{prefix}:receipt:{tagged}:{item.receipt or '-'}",
+            settings,
         ]
-        receipt_ttl = self._receipt_ttl_s if item.receipt else 0
-        args: list[str | int] = [self._retention_ms, self._ttl_s, receipt_ttl]
         for observation in item.observations:
             args += self._arguments(observation)
-        await self._put_script(keys=keys, args=args, client=pipe)
+        return tuple(args)
 
     def _arguments(self, observation: StoredObservation) -> list[str | int]:
         try:
@@ -403,13 +414,14 @@ class ObservationStore:
                 f"{self._manifest.names}"
             ) from None
         value = "" if observation.value is None else repr(float(observation.value))
+        effective_ms = _epoch_ms(observation.effective_at)
+        record = (
+            f"{observation.version}|{observation.status}|{effective_ms}|{index}|{value}"
+        )
         return [
-            index,
             observation.source_id,
-            _epoch_ms(observation.effective_at),
-            observation.version,
-            observation.status,
-            value,
+            record,
+            index * _FEATURE_SPAN_MS + effective_ms,
         ]
 
     def _changes(
@@ -417,20 +429,11 @@ class ObservationStore:
     ) -> list[list[StoredObservation]]:
         changes: list[list[StoredObservation]] = []
         for item in batch:
-            if item.birth_date is not None or item.sex is not None:
-                next(replies), next(replies)
+            outcomes, replayed = next(replies)
             if not item.observations:
                 changes.append([])
                 continue
-            outcomes, replayed = next(replies)
-            changed = self._decode_outcomes(item, outcomes, _text(replayed))
-            if changed:
-                logger.debug(
-                    "stored %d changes for %s",
-                    len(changed),
-                    patient_ref(item.patient_key),
-                )
-            changes.append(changed)
+            changes.append(self._decode_outcomes(item, outcomes, _text(replayed)))
         return changes
 
     def _decode_outcomes(
@@ -469,9 +472,13 @@ class ObservationStore:
         feature_index: str,
         value: str,
     ) -> StoredObservation:
-        unit = self._manifest.by_name[observation.feature].unit
         if code != "withdrawn":
-            return replace(observation, unit=unit)
+            unit = self._manifest.by_name[observation.feature].unit
+            return (
+                observation
+                if observation.unit == unit
+                else replace(observation, unit=unit)
+            )
         feature = self._manifest.names[int(feature_index) - 1]
         return replace(
             observation,

@@ -19,7 +19,12 @@ from cxrwatch.core.observations import (
 )
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import (
+    BusyLoadingError,
+    ConnectionError,
+    NoScriptError,
+    TimeoutError,
+)
 
 T0 = datetime(2021, 3, 9, 12, 0, tzinfo=UTC)
 
@@ -176,7 +181,7 @@ async def test_retention_trims_and_refuses_what_is_older(store, client, prefix, 
     await store.put("p1", [reading(2, at=later, source="new", name="crp")])
     source_hash = f"{prefix}:obs:{{p1}}:src"
     assert await client.hkeys(source_hash) == [b"new"]
-    assert await client.zrange(f"{prefix}:obs:{{p1}}:f:crp", 0, -1) == [b"new"]
+    assert await client.zrange(f"{prefix}:obs:{{p1}}:series", 0, -1) == [b"new"]
     too_late = reading(3, at=T0 + timedelta(hours=10), source="late", name="crp")
     with caplog.at_level("INFO", logger="cxrwatch.core.observations"):
         assert await store.put("p1", [too_late]) == []
@@ -191,7 +196,7 @@ async def test_every_key_expires_with_the_retention(store, client, prefix):
     assert {key.decode().split(":", 2)[2] for key in keys} == {
         "{p1}:src",
         "{p1}:idx",
-        "{p1}:f:heart_rate",
+        "{p1}:series",
         "{p1}",
     }
     for key in keys:
@@ -275,7 +280,7 @@ class _FailingPipeline:
         self.error = error
         self.scripts: set = set()
 
-    async def evalsha(self, *args):
+    def execute_command(self, *args):
         return self
 
     async def execute(self):
@@ -298,3 +303,17 @@ async def test_every_redis_failure_maps_to_dependency_unavailable(client, error)
             await store.put("p1", [reading(88)])
     finally:
         client.pipeline = client_pipeline
+
+
+async def test_scripts_lost_by_redis_are_loaded_again(store, monkeypatch):
+    send, calls = store._send, []
+
+    async def forgetful(commands):
+        calls.append(len(commands))
+        if len(calls) == 1:
+            raise NoScriptError("NOSCRIPT No matching script.")
+        return await send(commands)
+
+    monkeypatch.setattr(store, "_send", forgetful)
+    assert [o.value for o in await store.put("p1", [reading(88)])] == [88.0]
+    assert calls == [1, 1]
