@@ -5,7 +5,9 @@ R4B (4.3.0) as a subpackage, but no R4 one. R4B's Observation, Patient and Bundl
 keep every element R4 has with the same names and types, so R4 JSON is
 validated with the R4B models. On top of the library's checks this module
 refuses what the library lets through but the pipeline relies on: an unknown
-Observation status, Bundle type or Patient gender.
+Observation status, Bundle type or Patient gender. A plain single Observation
+takes a quicker reading that checks only the elements read, and more strictly
+than the library (:mod:`cxrwatch.clinical.observation_json`).
 
 What is read:
 
@@ -44,6 +46,7 @@ from urllib.parse import parse_qs, urlsplit
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from cxrwatch.clinical import observation_json
 from cxrwatch.clinical.answers import Answer, CodedAnswer, Quantity
 from cxrwatch.clinical.codes import CodeMatch, FeatureCodes
 from cxrwatch.clinical.demographics import sex_from_code
@@ -107,42 +110,22 @@ class FhirReader:
         """
         raw = raw.removeprefix(_BOM)
         reading = Reading("fhir-r4", "fhir:" + hashlib.sha256(raw).hexdigest()[:32])
-        resource = self._validate(self._clock.complete_fhir_json(raw))
+        document = _document(raw)
+        resource = observation_json.observation(document)
+        if resource is None:
+            completed = self._clock.complete_fhir_json(raw)
+            if completed is not raw:
+                document = _document(completed)
+            resource = _validate(document)
         kind = resource.get_resource_type()
         if kind == "Bundle":
             self._bundle(resource, reading)
         else:
             context = _Context([(None, resource)])
             label = f"{kind}/{resource.id}" if resource.id else kind
-            self._entry(resource, None, label, context, reading)
+            self._entry(resource, reading.message_id, label, context, reading)
         reading.raise_refusals()
         return reading
-
-    def _validate(self, raw: bytes) -> Any:
-        try:
-            document = json.loads(raw)
-        except ValueError as exc:
-            raise InvalidInput(f"not valid JSON: {exc}") from exc
-        if not isinstance(document, dict):
-            raise InvalidInput(
-                f"a FHIR resource is a JSON object, not {type(document)}"
-            )
-        kind = document.get("resourceType")
-        if not isinstance(kind, str) or not kind:
-            raise InvalidInput("the JSON object has no resourceType")
-        try:
-            model = get_fhir_model_class(kind)
-        except (ValueError, AttributeError) as exc:
-            raise InvalidInput(f"resourceType {kind!r} is not a FHIR resource") from exc
-        if kind not in RESOURCE_TYPES:
-            raise UnsupportedInput(
-                f"resourceType {kind!r} is not read here; send Observation, Patient "
-                "or a Bundle of them"
-            )
-        try:
-            return model.model_validate(document)
-        except ValidationError as exc:
-            raise InvalidInput(f"not a valid FHIR R4 {kind}: {_summary(exc)}") from exc
 
     def _bundle(self, bundle: Any, reading: Reading) -> None:
         if bundle.type not in BUNDLE_TYPES:
@@ -158,19 +141,20 @@ class FhirReader:
                 continue
             kind = resource.get_resource_type()
             label = f"entry {number} ({kind}/{resource.id or url or '?'})"
-            self._entry(resource, url, label, context, reading)
+            place = f"fhir:{url}" if url else f"{reading.message_id}#entry-{number}"
+            self._entry(resource, place, label, context, reading)
 
     def _entry(
         self,
         resource: Any,
-        url: str | None,
+        place: str,
         label: str,
         context: "_Context",
         reading: Reading,
     ) -> None:
         kind = resource.get_resource_type()
         if kind == "Observation":
-            self._observation(resource, url, label, context, reading)
+            self._observation(resource, place, label, context, reading)
         elif kind == "Patient":
             self._patient(resource, label, reading)
         else:
@@ -179,7 +163,7 @@ class FhirReader:
     def _observation(
         self,
         observation: Any,
-        url: str | None,
+        place: str,
         label: str,
         context: "_Context",
         reading: Reading,
@@ -202,7 +186,7 @@ class FhirReader:
         except InvalidInput as exc:
             reading.refusals.append(exc)
             return
-        source = _source_id(observation, url)
+        source = _source_id(observation, place)
         revision = version(_explicit_version(observation), status)
         for match, holder, component in matched:
             what = f"{label} ({match.label} → {match.feature.name})"
@@ -382,6 +366,36 @@ class _Context:
                 self._parent_times.setdefault(id(child), when)
 
 
+def _document(raw: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise InvalidInput(f"a FHIR resource is a JSON object, not {type(document)}")
+    return document
+
+
+def _validate(document: dict[str, Any]) -> Any:
+    """The resource as the library's model: every element checked."""
+    kind = document.get("resourceType")
+    if not isinstance(kind, str) or not kind:
+        raise InvalidInput("the JSON object has no resourceType")
+    try:
+        model = get_fhir_model_class(kind)
+    except (ValueError, AttributeError) as exc:
+        raise InvalidInput(f"resourceType {kind!r} is not a FHIR resource") from exc
+    if kind not in RESOURCE_TYPES:
+        raise UnsupportedInput(
+            f"resourceType {kind!r} is not read here; send Observation, Patient "
+            "or a Bundle of them"
+        )
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise InvalidInput(f"not a valid FHIR R4 {kind}: {_summary(exc)}") from exc
+
+
 def _answer(holder: Any, what: str) -> Answer | None:
     quantity = holder.valueQuantity
     if quantity is not None:
@@ -408,17 +422,16 @@ def _unit(quantity: Any) -> str | None:
     return str(unit) if unit else None
 
 
-def _source_id(observation: Any, url: str | None) -> str:
+def _source_id(observation: Any, place: str) -> str:
+    """The Observation id, else its first identifier, else where it sits: the
+    entry's fullUrl, or the message (its hash) and entry number."""
     if observation.id:
         return f"fhir:Observation/{observation.id}"
     for identifier in observation.identifier or ():
         if identifier.value:
             system = identifier.system or ""
             return f"fhir:Observation?identifier={system}|{identifier.value}"
-    if url:
-        return f"fhir:{url}"
-    digest = hashlib.sha256(observation.model_dump_json().encode()).hexdigest()
-    return f"fhir:sha256:{digest[:32]}"
+    return place
 
 
 def _explicit_version(observation: Any) -> int:

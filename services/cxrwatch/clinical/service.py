@@ -71,6 +71,8 @@ OBSERVATIONS = MetricCounter(
     "Observations read by the clinical service, by outcome.",
     ["outcome"],
 )
+_STORED = OBSERVATIONS.labels("stored")
+_UNCHANGED = OBSERVATIONS.labels("unchanged")
 
 
 class ClinicalSettings(ServiceSettings):
@@ -120,7 +122,7 @@ class ClinicalProcessor:
         self._owns_redis = redis_client is None
         self._store: ObservationStore | None = None
         self._readers: dict[str, Any] = {}
-        self._unreleased: list[tuple[str, str]] = []
+        self._unreleased: set[tuple[str, str]] = set()
 
     async def start(self) -> None:
         """Load the manifest, build the readers and the store; Redis is reached
@@ -186,10 +188,11 @@ class ClinicalProcessor:
             await self._store.release(self._unreleased)
         except DependencyUnavailable as exc:
             raise Stalled([], exc) from exc
-        self._unreleased = []
+        self._unreleased = set()
 
         readings = [self._read(record) for record in records]
-        writes = [w for r in readings if isinstance(r, Reading) for w in _writes(r)]
+        plans = [_writes(r) if isinstance(r, Reading) else [] for r in readings]
+        writes = [write for plan in plans for write in plan]
         try:
             changes = iter(await self._store.write(writes))
         except DependencyUnavailable as exc:
@@ -197,12 +200,12 @@ class ClinicalProcessor:
 
         outcomes: list[Outcome] = []
         tally: Counter[str] = Counter()
-        for reading in readings:
+        for reading, plan in zip(readings, plans, strict=True):
             if isinstance(reading, Exception):
                 outcomes.append(reading)
                 tally["refused"] += 1
                 continue
-            outputs = self._outputs(reading, changes)
+            outputs = self._outputs(reading, plan, changes)
             outcomes.append(outputs)
             tally["updates"] += len(outputs)
             tally[_skip_reason(reading, outputs) or "stored"] += 1
@@ -239,32 +242,30 @@ class ClinicalProcessor:
             OBSERVATIONS.labels(reason).inc(count)
         return reading
 
-    def _outputs(self, reading: Reading, changes: Any) -> list[Output]:
+    def _outputs(
+        self, reading: Reading, plan: list[PatientWrite], changes: Any
+    ) -> list[Output]:
         outputs = []
-        for patient in reading.patients.values():
-            if not (patient.observations or patient.has_demographics):
-                continue  # no write was queued for this patient
+        for write in plan:
             changed = [o for o in next(changes) if o.value is not None]
-            receipt = (patient.patient_key, update_id(reading, patient.patient_key))
+            receipt = (write.patient_key, write.receipt or "")
             if receipt in self._unreleased:
                 # The same message twice in one batch: the second found the
                 # receipt the first left, which is no crash to recover from.
                 changed = []
-            OBSERVATIONS.labels("stored").inc(len(changed))
-            OBSERVATIONS.labels("unchanged").inc(
-                len(patient.observations) - len(changed)
-            )
+            _STORED.inc(len(changed))
+            _UNCHANGED.inc(len(write.observations) - len(changed))
             if not changed:
                 continue
-            update = _update(reading, patient.patient_key, changed)
-            self._unreleased.append(receipt)
-            outputs.append(_output(update))
-            logger.debug(
-                "clinical %s: %d values changed for %s",
-                reading.message_id,
-                len(changed),
-                patient_ref(patient.patient_key),
-            )
+            self._unreleased.add(receipt)
+            outputs.append(_output(_update(reading, receipt[1], write, changed)))
+            if logger.isEnabledFor(logging.DEBUG):  # patient_ref hashes
+                logger.debug(
+                    "clinical %s: %d values changed for %s",
+                    reading.message_id,
+                    len(changed),
+                    patient_ref(write.patient_key),
+                )
         return outputs
 
 
@@ -288,7 +289,10 @@ def update_id(reading: Reading, patient_key: str) -> str:
 
 
 def _update(
-    reading: Reading, patient_key: str, changed: list[StoredObservation]
+    reading: Reading,
+    update_id: str,
+    write: PatientWrite,
+    changed: list[StoredObservation],
 ) -> ClinicalUpdate:
     values = [
         ObservationValue(
@@ -304,8 +308,8 @@ def _update(
     ]
     times = [o.effective_at for o in changed]
     return ClinicalUpdate(
-        update_id=update_id(reading, patient_key),
-        patient_key=patient_key,
+        update_id=update_id,
+        patient_key=write.patient_key,
         source_format=reading.source_format,
         observations=values,
         earliest_effective_at=min(times),

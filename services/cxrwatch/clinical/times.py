@@ -22,9 +22,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cxrwatch.core.errors import InvalidInput
 
-# A JSON string that holds a FHIR-like dateTime with a time but no offset.
+# A FHIR time element (a name ending in DateTime or Instant, a Period's start or
+# end, issued, lastUpdated, a Bundle's timestamp) whose value has a time but no
+# offset. Other strings that merely look like times are left alone.
 _NAIVE_JSON_DATETIME = re.compile(
-    rb'(?<!\\)"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})(:\d{2}(?:\.\d{1,9})?)?"'
+    rb'("(?:\w*DateTime|\w*Instant|start|end|issued|lastUpdated|timestamp)"\s*:\s*)'
+    rb'"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})(:\d{2}(?:\.\d{1,9})?)?"'
 )
 _HL7_DTM = re.compile(
     r"(?P<date>\d{4}(?:\d{2}(?:\d{2})?)?)"
@@ -112,13 +115,13 @@ class FacilityClock:
         return (moment.replace(tzinfo=_offset(offset, text, what))).astimezone(UTC)
 
     def _with_offset(self, match: re.Match[bytes]) -> bytes:
-        minutes, seconds = match[1].decode(), (match[2] or b":00").decode()
+        minutes, seconds = match[2].decode(), (match[3] or b":00").decode()
         try:
             naive = datetime.fromisoformat(minutes + seconds[:3])
         except ValueError:
             return match[0]  # not a date; the library will name the problem
         offset = naive.replace(tzinfo=self.zone, fold=0).utcoffset() or timedelta(0)
-        return f'"{minutes}{seconds}{_iso_offset(offset)}"'.encode()
+        return match[1] + f'"{minutes}{seconds}{_iso_offset(offset)}"'.encode()
 
 
 def _hl7_naive(day: str, clock: str) -> datetime:

@@ -32,6 +32,21 @@ def test_fhir_times_with_an_offset_are_left_alone(new_york):
     assert new_york.complete_fhir_json(raw) == raw
     raw = b'{"c": "2021-03-09", "d": "\\"2021-03-09T14:30:00\\" quoted"}'
     assert new_york.complete_fhir_json(raw) == raw
+    raw = b'{"subject": {"reference": "2021-03-09T14:30:00"}}'  # not a time element
+    assert new_york.complete_fhir_json(raw) == raw
+
+
+def test_every_kind_of_fhir_time_element_is_completed(new_york):
+    raw = (
+        b'{"effectivePeriod": {"start": "2021-03-09T14:30:00", '
+        b'"end": "2021-03-09T15:00"}, "issued": "2021-03-09T16:00:00", '
+        b'"valueDateTime": "2021-03-09T17:00:00.5"}'
+    )
+    assert new_york.complete_fhir_json(raw) == (
+        b'{"effectivePeriod": {"start": "2021-03-09T14:30:00-05:00", '
+        b'"end": "2021-03-09T15:00:00-05:00"}, "issued": "2021-03-09T16:00:00-05:00", '
+        b'"valueDateTime": "2021-03-09T17:00:00.5-05:00"}'
+    )
 
 
 def test_hl7_times_without_offset_across_dst(new_york):
