@@ -378,6 +378,34 @@ class ObservationStore:
             ) from exc
         return self._snapshot(as_of, records, _pairs(demographics))
 
+    async def latest_effective(
+        self, patient_key: str, after: datetime, until: datetime
+    ) -> datetime | None:
+        """The newest effective time in ``(after, until]`` of any stored value.
+
+        Withdrawn values count too: a re-score as of their time sees the same
+        values as one just before it.
+
+        Raises
+        ------
+        DependencyUnavailable
+            If Redis does not answer.
+        """
+        try:
+            rows = await self._redis.zrevrangebyscore(
+                self._key(patient_key, "obs", "idx"),
+                _epoch_ms(until),
+                f"({_epoch_ms(after)}",
+                start=0,
+                num=1,
+                withscores=True,
+            )
+        except RedisError as exc:
+            raise DependencyUnavailable(f"Redis did not answer: {exc}") from exc
+        if not rows:
+            return None
+        return datetime.fromtimestamp(rows[0][1] / 1000, tz=UTC)
+
     def _key(self, patient_key: str, kind: str, *rest: str) -> str:
         return ":".join((self._prefix, kind, "{" + patient_key + "}", *rest))
 

@@ -5,6 +5,8 @@
 * A radiograph acquired at T is joined with each feature's latest value in
   [T - look-back, T] (per-feature look-back from the manifest) and emitted on
   ``inference.requests.v1``; it is remembered for the validity window.
+* Values already stored for a time after T (they overtook the image) score it
+  once more, as of the newest of them, unless a later image supersedes it.
 * A clinical update re-joins the patient's remembered radiographs:
   - values for a time before T that fall inside T's look-back (late data)
     re-score that radiograph as of T;
@@ -96,12 +98,32 @@ class Joiner:
         if record.topic == topics.IMAGING_RADIOGRAPHS:
             radiograph = decode_event(Radiograph, record.value)
             await self._radiographs.remember(radiograph)
-            request = await self._join(radiograph, radiograph.acquired_at, "radiograph")
-            return [self._output(request)]
+            return [self._output(r) for r in await self._join_new(radiograph)]
         if record.topic == topics.CLINICAL_UPDATES:
             update = decode_event(ClinicalUpdate, record.value)
             return [self._output(r) for r in await self._rejoin(update)]
         raise InvalidInput(f"the joiner does not consume topic {record.topic!r}")
+
+    async def _join_new(self, radiograph: Radiograph) -> list[InferenceRequest]:
+        """Score a new radiograph as of its time, and as of data already after it.
+
+        Clinical data often overtakes the image (decoding takes longer than
+        parsing an observation): values already stored for after T must
+        re-score the image just as they would had they arrived after it.
+        """
+        acquired = radiograph.acquired_at
+        requests = [await self._join(radiograph, acquired, "radiograph")]
+        newest = await self._observations.latest_effective(
+            radiograph.patient_key, acquired, acquired + self._validity
+        )
+        if newest is None:
+            return requests
+        between = await self._radiographs.acquired_between(
+            radiograph.patient_key, acquired, newest
+        )
+        if all(r.acquired_at <= acquired for r in between):
+            requests.append(await self._join(radiograph, newest, "radiograph"))
+        return requests
 
     async def _rejoin(self, update: ClinicalUpdate) -> list[InferenceRequest]:
         candidates = await self._radiographs.acquired_between(
