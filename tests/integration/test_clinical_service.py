@@ -63,7 +63,8 @@ def _observation(code: str, value: float, unit: str, patient: str, **extra) -> b
 
 def _oru(patient: str, *observations: str) -> bytes:
     segments = [
-        f"MSH|^~\\&|MONITOR|WARD7|CXRWATCH|HOSP|20210309143500||ORU^R01|{patient}|P|2.5.1",
+        "MSH|^~\\&|MONITOR|WARD7|CXRWATCH|HOSP|20210309143500||ORU^R01|"
+        f"{patient}|P|2.5.1",
         f"PID|1||{patient}^^^HOSP^MR||DOE^JOHN||19500201|M",
         "OBR|1|PL1|FI1|85353-1^Vitals^LN|||20210309143000",
         *observations,

@@ -13,7 +13,7 @@ module accepts what feeds really send:
 * a UTF-8 byte-order mark, an MLLP frame (``0x0B`` … ``0x1C 0x0D``), and text in
   ISO 8859-1 when MSH-18 says so;
 * escape sequences (``\\S\\``, ``\\F\\``, ``\\T\\``, ``\\E\\``, ``\\R\\``, ``\\Xhh\\``)
-  in every field read, through the library's unescaping accessor.
+  in every field read, by the library's unescaping.
 
 One message per record: a batch (several MSH) is refused. ``ORU`` messages give
 observations and the demographics of their PID; ``ADT`` messages give
@@ -24,7 +24,7 @@ OBX-2 ``NM``, ``SN`` and ``ST`` (a number, optionally after a comparator) give
 quantities with the unit of OBX-6, ``CWE``/``CE``/``CNE`` give coded answers;
 OBX-8 abnormal flags ``<`` and ``>`` (beyond the instrument's scale) mark the
 value as censored, others are read as interpretation only; OBX-11 ``P``, ``R``,
-``S`` (preliminary), ``F`` (final), ``C`` and ``A`` (corrected) store the value,
+``S`` (preliminary), ``F`` (final), ``C`` (corrected), ``A`` (amended) store the value,
 ``D`` and ``W`` withdraw it, ``X``, ``I``, ``N``, ``O`` and ``U`` carry none. The
 time is OBX-14, else OBR-7 of the enclosing order, else MSH-7.
 

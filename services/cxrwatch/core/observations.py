@@ -216,9 +216,9 @@ class ClinicalSnapshot:
     demographics count as observed at ``as_of``.
     """
 
-    as_of: datetime
     values: dict[str, float | None]
     observed_at: dict[str, datetime | None] = field(default_factory=dict)
+    as_of: datetime | None = None
 
     @property
     def missing(self) -> list[str]:
@@ -258,6 +258,7 @@ class ObservationStore:
         self._ttl_s = max(1, round(retention_hours * 3600))
         self._receipt_ttl_s = receipt_ttl_s
         self._index = {name: i for i, name in enumerate(manifest.names, start=1)}
+        # Redis names a script by its SHA-1; no security rests on it.
         self._put_sha = hashlib.sha1(_PUT_SCRIPT.encode()).hexdigest()  # noqa: S324
         self._snapshot_script = redis.register_script(_SNAPSHOT_SCRIPT)
 
@@ -404,7 +405,7 @@ class ObservationStore:
             raise DependencyUnavailable(f"Redis did not answer: {exc}") from exc
         if not rows:
             return None
-        return datetime.fromtimestamp(rows[0][1] / 1000, tz=UTC)
+        return _from_epoch_ms(int(float(rows[0][1])))
 
     def _key(self, patient_key: str, kind: str, *rest: str) -> str:
         return ":".join((self._prefix, kind, "{" + patient_key + "}", *rest))

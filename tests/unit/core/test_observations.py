@@ -13,6 +13,8 @@ import redis.asyncio
 from cxrwatch.core.errors import DependencyUnavailable
 from cxrwatch.core.manifest import FeatureManifest
 from cxrwatch.core.observations import (
+    WITHDRAWN,
+    ObservationStatus,
     ObservationStore,
     PatientWrite,
     StoredObservation,
@@ -80,11 +82,11 @@ def reading(
     at: datetime = T0,
     source: str = "fhir:Observation/hr1",
     version: int = 2,
-    status: str = "final",
+    status: ObservationStatus = "final",
     name: str = "heart_rate",
 ) -> StoredObservation:
     unit = MANIFEST.by_name[name].unit
-    return StoredObservation(name, value, unit, at, source, version, status)  # type: ignore[arg-type]
+    return StoredObservation(name, value, unit, at, source, version, status)
 
 
 async def test_new_value_is_returned_and_snapshotted(store):
@@ -220,6 +222,16 @@ async def test_age_falls_back_to_a_stated_age(store):
     stated = reading(40.0, at=T0 - timedelta(days=365.2425), source="age", name="age")
     await store.put("p1", [stated])
     assert (await store.snapshot("p1", T0)).values["age"] == pytest.approx(41.0)
+
+
+async def test_latest_effective_time_in_a_window_counts_withdrawals(store):
+    await store.put("p1", [reading(80, at=T0, source="a")])
+    await store.put("p1", [reading(81, at=T0 + timedelta(hours=2), source="b")])
+    await store.put("p1", [reading(None, source="b", version=4, status=WITHDRAWN)])
+    window = (T0 - timedelta(hours=1), T0 + timedelta(hours=3))
+    assert await store.latest_effective("p1", *window) == T0 + timedelta(hours=2)
+    assert await store.latest_effective("p1", T0, T0 + timedelta(hours=1)) is None
+    assert await store.latest_effective("p9", *window) is None
 
 
 async def test_patients_are_kept_apart(store):
