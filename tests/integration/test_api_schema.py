@@ -70,6 +70,7 @@ def base_url() -> Iterator[str]:
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,
+    database=None,
 )
 def test_no_server_error_and_answers_as_documented(
     case: schemathesis.Case, base_url: str

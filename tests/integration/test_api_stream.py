@@ -242,11 +242,14 @@ async def test_bad_last_event_id_and_too_many_streams(prefix: str) -> None:
             "GET", "/alerts/stream", headers=headers("viewer")
         ) as response:
             await response.aiter_lines().__anext__()
-            second = await http.get("/alerts/stream", headers=headers("viewer"))
+            async with http.stream(
+                "GET", "/alerts/stream", headers=headers("viewer")
+            ) as second:
+                second_status = second.status_code
         anonymous = await http.get("/alerts/stream")
 
     assert bad.status_code == 422
-    assert second.status_code == 503
+    assert second_status == 503
     assert anonymous.status_code == 401
 
 

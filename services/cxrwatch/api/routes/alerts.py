@@ -38,6 +38,9 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": Problem, "description": "The alert's status forbids it."}
 }
+NOT_JSON: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body is not JSON."}
+}
 
 
 @router.get("", response_model=AlertPage, summary="List alerts, newest first")
@@ -123,7 +126,7 @@ async def _transition(
 @router.post(
     "/{alert_id}/acknowledge",
     response_model=AlertView,
-    responses={**NOT_FOUND, **CONFLICT},
+    responses={**NOT_FOUND, **CONFLICT, **NOT_JSON},
     summary="Acknowledge an open alert",
 )
 async def acknowledge(
@@ -142,7 +145,7 @@ async def acknowledge(
 @router.post(
     "/{alert_id}/resolve",
     response_model=AlertView,
-    responses={**NOT_FOUND, **CONFLICT},
+    responses={**NOT_FOUND, **CONFLICT, **NOT_JSON},
     summary="Resolve an open or acknowledged alert",
 )
 async def resolve(
