@@ -1,0 +1,102 @@
+"""Triton Python-backend model that serves ``model.onnx`` with onnxruntime.
+
+The Triton server shipped in the ``nvidia-pytriton`` wheel has only the Python
+backend, so the embedded CPU deployment runs the same ONNX file that the
+production GPU config (``../configs/gpu.pbtxt``) serves with Triton's own ONNX
+Runtime backend. This file must stay a thin adapter: no preprocessing, no
+normalisation; the services send model-ready tensors.
+
+- reads: model config parameter ``intra_op_threads`` (0 = onnxruntime's
+  default) and the ONNX file beside this one;
+- executes: every request of a dynamic batch is concatenated into one
+  onnxruntime call, then the outputs are split back per request;
+- on error: each request of the failed batch gets a Triton error response.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAMES = ("image", "clinical", "clinical_mask")
+ORT_ERRORS = (
+    ort_errors.Fail,
+    ort_errors.InvalidArgument,
+    ort_errors.RuntimeException,
+    ValueError,
+)
+
+
+class TritonPythonModel:
+    """Triton's entry points: initialize, execute, finalize."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Opens the onnxruntime session for this model instance."""
+        config = json.loads(args["model_config"])
+        threads = int(_parameter(config, "intra_op_threads", "0"))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        model_path = Path(args["model_repository"]) / args["model_version"]
+        model_path = model_path / "model.onnx"
+        self.session = ort.InferenceSession(
+            str(model_path), options, providers=["CPUExecutionProvider"]
+        )
+        self.output_names = [output["name"] for output in config["output"]]
+        logger.info(
+            "cxr_fusion loaded path=%s intra_op_threads=%d onnxruntime=%s",
+            model_path,
+            threads,
+            ort.__version__,
+        )
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """Scores every request of the batch in one onnxruntime call."""
+        feeds = {
+            name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy()
+                   for r in requests]
+            for name in INPUT_NAMES
+        }  # fmt: skip
+        sizes = [len(array) for array in feeds["image"]]
+        try:
+            outputs = self.session.run(
+                self.output_names,
+                {name: np.concatenate(arrays) for name, arrays in feeds.items()},
+            )
+        except ORT_ERRORS as exc:
+            error = pb_utils.TritonError(f"cxr_fusion inference failed: {exc}")
+            return [pb_utils.InferenceResponse(error=error) for _ in requests]
+        return _split_responses(self.output_names, outputs, sizes)
+
+    def finalize(self) -> None:
+        """Releases the onnxruntime session."""
+        self.session = None
+
+
+def _parameter(config: dict[str, Any], key: str, default: str) -> str:
+    value = config.get("parameters", {}).get(key, {}).get("string_value")
+    return str(value) if value else default
+
+
+def _split_responses(
+    names: list[str], outputs: list[np.ndarray], sizes: list[int]
+) -> list[Any]:
+    """Cuts the batched outputs back into one response per request."""
+    bounds = np.cumsum([0, *sizes])
+    responses = []
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        tensors = [
+            pb_utils.Tensor(name, np.ascontiguousarray(output[start:stop]))
+            for name, output in zip(names, outputs, strict=True)
+        ]
+        responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+    return responses
