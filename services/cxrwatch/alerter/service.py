@@ -44,7 +44,6 @@ _NO_ALERT = b"-"
 class AlerterSettings(ServiceSettings):
     """Settings of the alerter and its policy."""
 
-    redis_prefix: str = Field("cxr", description="Prefix of every Redis key.")
     band_thresholds: tuple[float, float, float] = Field(
         (0.3, 0.6, 0.85), description="Lower edges of moderate, high and critical."
     )

@@ -62,7 +62,6 @@ class ApiSettings(ServiceSettings):
 
     api_host: str = Field("127.0.0.1", description="Address uvicorn listens on.")
     api_port: int = Field(8080, ge=0, le=65535, description="Port uvicorn uses.")
-    redis_prefix: str = Field("cxr", description="Prefix of every Redis key.")
     band_thresholds: tuple[float, float, float] = Field(
         (0.3, 0.6, 0.85),
         description="Lower edges of moderate, high and critical (as the alerter).",

@@ -29,7 +29,6 @@ runtime only asks for a new batch once the previous one is produced and
 committed); a redelivery that finds its receipt emits the same update again.
 """
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -52,13 +51,13 @@ from cxrwatch.core import topics
 from cxrwatch.core.errors import DependencyUnavailable, InvalidInput
 from cxrwatch.core.events import ClinicalUpdate, ObservationValue
 from cxrwatch.core.ids import deterministic_id, patient_ref
-from cxrwatch.core.kafka import Output, ensure_topics
-from cxrwatch.core.logs import configure_logging
+from cxrwatch.core.kafka import Output
 from cxrwatch.core.manifest import FeatureManifest, load_manifest
 from cxrwatch.core.metrics import SKIPPED
 from cxrwatch.core.observations import ObservationStore, PatientWrite, StoredObservation
+from cxrwatch.core.runner import run_stream_service
 from cxrwatch.core.settings import ServiceSettings
-from cxrwatch.core.stream import Outcome, Stalled, StreamService
+from cxrwatch.core.stream import Outcome, Stalled
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +77,6 @@ _UNCHANGED = OBSERVATIONS.labels("unchanged")
 class ClinicalSettings(ServiceSettings):
     """Settings of the clinical service (``CXRWATCH_*`` environment variables)."""
 
-    redis_prefix: str = Field(
-        "cxr", description="Prefix of every Redis key; joiner reads the same keys."
-    )
     observations_retention_hours: float = Field(
         168.0, gt=0, description="Hours of observations kept per patient."
     )
@@ -341,17 +337,6 @@ def _skip_reason(reading: Reading, outputs: list[Output]) -> str | None:
     return reason
 
 
-async def serve(settings: ClinicalSettings) -> None:
-    """Consume until SIGTERM or SIGINT."""
-    # TODO: back to core.runner.run_stream_service once it builds the
-    # StreamService inside the event loop; aiokafka refuses to be created
-    # outside one, so today it raises before the first poll.
-    await StreamService(ClinicalProcessor(settings), settings).run()
-
-
 def main() -> None:
     """Read settings from the environment, create topics, run the service."""
-    settings = ClinicalSettings()
-    configure_logging(settings.log_level)
-    ensure_topics(settings)
-    asyncio.run(serve(settings))
+    run_stream_service(ClinicalProcessor, ClinicalSettings())

@@ -36,6 +36,9 @@ class ServiceSettings(BaseSettings):
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", description="Redis holding recent observations."
     )
+    redis_prefix: str = Field(
+        "cxr", description="Prefix of every Redis key the services share."
+    )
     model_repository: Path = Field(
         Path("models"), description="Triton model repository holding the manifest."
     )

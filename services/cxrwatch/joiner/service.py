@@ -55,7 +55,6 @@ class JoinerSettings(ServiceSettings):
     validity_hours: float = Field(
         48.0, gt=0, description="How long after acquisition new data re-scores."
     )
-    redis_prefix: str = Field("cxr", description="Prefix of every Redis key.")
 
 
 class Joiner:
