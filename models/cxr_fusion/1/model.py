@@ -15,6 +15,7 @@ normalisation; the services send model-ready tensors.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -93,7 +94,7 @@ def _split_responses(
     """Cuts the batched outputs back into one response per request."""
     bounds = np.cumsum([0, *sizes])
     responses = []
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, stop in itertools.pairwise(bounds):
         tensors = [
             pb_utils.Tensor(name, np.ascontiguousarray(output[start:stop]))
             for name, output in zip(names, outputs, strict=True)

@@ -67,7 +67,7 @@ def score_patients(
 
 
 def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + np.exp(-x))
+    return float(1.0 / (1.0 + np.exp(-x)))
 
 
 def test_calibration_patients(

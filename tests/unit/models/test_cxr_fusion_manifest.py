@@ -35,12 +35,14 @@ ONE_CENTURY_H = 100 * 365 * 24
 
 @pytest.fixture(scope="module")
 def manifest() -> dict[str, Any]:
-    return json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))
+    return loaded
 
 
 @pytest.fixture(scope="module")
 def features(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    return manifest["features"]
+    listed: list[dict[str, Any]] = manifest["features"]
+    return listed
 
 
 def test_names_units_and_order_follow_the_contract(
