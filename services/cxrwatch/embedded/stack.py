@@ -255,8 +255,8 @@ class Stack:
                     if response.status == 200:
                         logger.info("%s is ready", name)
                         return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+                logger.debug("%s not ready yet: %s", name, exc)
             time.sleep(0.5)
         raise DependencyUnavailable(
             f"{name} was not ready after {timeout_s:.0f} s ({url})"
