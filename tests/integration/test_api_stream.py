@@ -161,7 +161,8 @@ async def test_disconnect_stops_the_stream_before_its_heartbeat(
         async with http.stream(
             "GET", "/alerts/stream", headers=headers("viewer")
         ) as response:
-            await response.aiter_lines().__anext__()
+            lines = response.aiter_lines()
+            await anext(lines)
             open_while_reading = await streams_open(http)
         deadline = time.monotonic() + 3
         while await streams_open(http) and time.monotonic() < deadline:
@@ -241,7 +242,9 @@ async def test_bad_last_event_id_and_too_many_streams(prefix: str) -> None:
         async with http.stream(
             "GET", "/alerts/stream", headers=headers("viewer")
         ) as response:
-            await response.aiter_lines().__anext__()
+            # Keep the line iterator: dropping it would close the connection.
+            lines = response.aiter_lines()
+            await anext(lines)
             async with http.stream(
                 "GET", "/alerts/stream", headers=headers("viewer")
             ) as second:
@@ -267,7 +270,7 @@ async def test_every_role_may_open_the_stream(prefix: str, role: str) -> None:
             httpx.AsyncClient(base_url=url) as http,
             http.stream("GET", "/alerts/stream", headers=credentials) as response,
         ):
-            first_line = await response.aiter_lines().__anext__()
+            first_line = await anext(response.aiter_lines())
 
     assert response.status_code == 200
     assert first_line == "retry: 3000"
