@@ -49,9 +49,7 @@ class Publisher:
     """A producer that waits for every record to be acknowledged."""
 
     def __init__(self, settings: ServiceSettings) -> None:
-        options = {
-            k: v for k, v in client_options(settings).items() if k != "ssl_context"
-        }
+        options = client_options(settings)
         self._producer = KafkaProducer(
             acks="all",
             max_request_size=settings.kafka_max_message_bytes,

@@ -13,7 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 
 from cxrwatch.core import topics
 from cxrwatch.core.errors import DependencyUnavailable
@@ -100,11 +104,10 @@ def ensure_topics(
     DependencyUnavailable
         If the brokers cannot be reached.
     """
-    kafka_python = {
-        k: v for k, v in client_options(settings).items() if k != "ssl_context"
-    }
+    if not settings.kafka_create_topics:
+        return
     try:
-        admin = KafkaAdminClient(client_id="cxrwatch-admin", **kafka_python)
+        admin = KafkaAdminClient(client_id="cxrwatch-admin", **client_options(settings))
     except KafkaError as exc:
         raise DependencyUnavailable(
             f"Kafka at {settings.kafka_bootstrap} does not answer: {exc}"
@@ -126,6 +129,11 @@ def ensure_topics(
             logger.info("created topics %s", [t.name for t in wanted])
     except TopicAlreadyExistsError:
         logger.info("topics were created concurrently")
+    except TopicAuthorizationFailedError:
+        logger.warning(
+            "not allowed to create topics; they must exist already "
+            "(set CXRWATCH_KAFKA_CREATE_TOPICS=false where an operator owns them)"
+        )
     finally:
         admin.close()
 

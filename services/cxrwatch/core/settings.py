@@ -33,6 +33,9 @@ class ServiceSettings(BaseSettings):
         32 * 1024 * 1024,
         description="Largest record the service produces or fetches (DICOM objects).",
     )
+    kafka_create_topics: bool = Field(
+        True, description="Create missing topics at start; off where Strimzi does."
+    )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", description="Redis holding recent observations."
     )

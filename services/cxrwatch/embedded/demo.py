@@ -41,7 +41,7 @@ def run_demo(*, once: bool) -> int:
         if once:
             return 0
         console.print(
-            f"API and alert board on {stack.api_url}/ (key {settings.api_key}); "
+            f"alert board on {stack.api_url}/board/ (key {settings.api_key}); "
             "Ctrl-C stops everything"
         )
         while True:
