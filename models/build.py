@@ -125,7 +125,7 @@ def recalibrate_batch_norm(model: CxrFusionNet, images: torch.Tensor) -> None:
         norm.momentum = None
     model.image.train()
     with torch.no_grad():
-        for batch in images.split(PHANTOM_BATCH):
+        for batch in torch.split(images, PHANTOM_BATCH):
             model.image.features(batch)
     model.image.eval()
 
@@ -133,7 +133,7 @@ def recalibrate_batch_norm(model: CxrFusionNet, images: torch.Tensor) -> None:
 def readout_features(model: CxrFusionNet, images: torch.Tensor) -> FloatArray:
     """Returns the flattened final feature maps of the images, [N, 62720]."""
     with torch.no_grad():
-        parts = [model.image.features(b) for b in images.split(PHANTOM_BATCH)]
+        parts = [model.image.features(b) for b in torch.split(images, PHANTOM_BATCH)]
     return torch.cat(parts).numpy()
 
 
@@ -146,7 +146,7 @@ class Ridge:
 
     def predict(self, features: FloatArray) -> FloatArray:
         """Returns the read-out of raw (unstandardised) features."""
-        return features @ self.weights + self.bias  # type: ignore[no-any-return]
+        return features @ self.weights + self.bias
 
 
 def fit_ridge(features: FloatArray, target: FloatArray, lam: float) -> Ridge:
@@ -240,7 +240,7 @@ def train_clinical_and_fusion(
         inputs, target = _cohort_batch(rng, settings.cohort_batch, scales)
         loss = nn.functional.mse_loss(_fusion_raw(model, inputs), target)
         optimiser.zero_grad()
-        loss.backward()
+        torch.autograd.backward(loss)
         optimiser.step()
         schedule.step()
     model.clinical.eval()
@@ -304,18 +304,18 @@ def check_calibration(model: CxrFusionNet, scales: list[FeatureScale]) -> None:
         )
 
 
-def export_onnx(model: CxrFusionNet, manifest_features: list[str]) -> None:
+def export_onnx(model: CxrFusionNet, manifest_features: list[str], path: Path) -> None:
     """Exports the network with a dynamic batch dimension named "batch"."""
     example = (
         average_chest().repeat(2, 1, 1, 1),
         torch.zeros(2, len(manifest_features)),
         torch.ones(2, len(manifest_features)),
     )
-    ONNX_PATH.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
         model,
         example,
-        str(ONNX_PATH),
+        str(path),
         input_names=INPUT_NAMES,
         output_names=OUTPUT_NAMES,
         dynamic_axes={name: {0: "batch"} for name in INPUT_NAMES + OUTPUT_NAMES},
@@ -323,7 +323,7 @@ def export_onnx(model: CxrFusionNet, manifest_features: list[str]) -> None:
         do_constant_folding=True,
         dynamo=False,
     )
-    proto = onnx.load(str(ONNX_PATH))
+    proto = onnx.load(str(path))
     metadata = {
         "model": "cxr_fusion",
         "weights": "fitted to the synthetic rule in models/risk_rule.py",
@@ -335,13 +335,13 @@ def export_onnx(model: CxrFusionNet, manifest_features: list[str]) -> None:
         entry.key, entry.value = key, value
     proto.producer_name = "cxrwatch models/build.py"
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(ONNX_PATH))
+    onnx.save(proto, str(path))
 
 
-def verify_onnx(model: CxrFusionNet, scales: list[FeatureScale]) -> float:
+def verify_onnx(model: CxrFusionNet, scales: list[FeatureScale], path: Path) -> float:
     """Compares onnxruntime with torch at batch 1, 5 and 32; returns max error."""
     rng = np.random.default_rng(SEED + 1)
-    session = ort.InferenceSession(str(ONNX_PATH), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for batch in (1, 5, 32):
         images, _ = render_phantoms(rng, batch)
@@ -363,6 +363,9 @@ def main() -> int:
     """Runs the build; returns the process exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--output", type=Path, default=ONNX_PATH, help="where to write the ONNX file"
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -388,15 +391,15 @@ def main() -> int:
     print(f"clinical + fusion vs rule (50k held-out patients): {_format(fit)}")
     check_calibration(model, scales)
 
-    export_onnx(model, [s.name for s in scales])
-    worst = verify_onnx(model, scales)
-    size_mb = ONNX_PATH.stat().st_size / 1e6
+    export_onnx(model, [s.name for s in scales], args.output)
+    worst = verify_onnx(model, scales, args.output)
+    size_mb = args.output.stat().st_size / 1e6
     verdict = "OK" if worst <= TOLERANCE else "FAILED"
     print(
         f"onnx check: max |onnxruntime - torch| = {worst:.2e} "
         f"(tolerance {TOLERANCE:.0e}) {verdict}"
     )
-    print(f"wrote {ONNX_PATH} ({size_mb:.1f} MB, opset {OPSET})")
+    print(f"wrote {args.output} ({size_mb:.1f} MB, opset {OPSET})")
     print(f"build time {time.perf_counter() - started:.0f} s")
     return 0 if worst <= TOLERANCE else 1
 
