@@ -45,9 +45,21 @@ if [[ ! -f "$stub" ]]; then
   exit 2
 fi
 
+# Install each file only when it differs, and by rename: a tritonserver that
+# is running from this folder keeps its mapped copy intact.
+install() {
+  local source="$1" target="$2"
+  if ! cmp -s "$source" "$target"; then
+    cp "$source" "$target.tmp.$$"
+    chmod "$3" "$target.tmp.$$"
+    mv -f "$target.tmp.$$" "$target"
+  fi
+}
+
 mkdir -p "$dest/python"
-cp -f "$server_dir/backends/python/libtriton_python.so" \
-  "$server_dir/backends/python/triton_python_backend_utils.py" "$dest/python/"
-cp -f "$stub" "$dest/python/triton_python_backend_stub"
-chmod +x "$dest/python/triton_python_backend_stub"
+install "$server_dir/backends/python/libtriton_python.so" \
+  "$dest/python/libtriton_python.so" 755
+install "$server_dir/backends/python/triton_python_backend_utils.py" \
+  "$dest/python/triton_python_backend_utils.py" 644
+install "$stub" "$dest/python/triton_python_backend_stub" 755
 echo "$dest"

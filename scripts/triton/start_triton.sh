@@ -8,7 +8,7 @@
 #   TRITON_VENV          venv with nvidia-pytriton and onnxruntime
 #                        (default <repo>/.venv-triton)
 #   TRITON_BACKENDS      backend directory (default <repo>/.cache/triton-backends,
-#                        assembled by prepare_backends.sh when missing)
+#                        kept up to date by prepare_backends.sh at each start)
 #   TRITON_HOST          address to bind (default 127.0.0.1)
 #   TRITON_MODELS        models to load, space-separated (default cxr_fusion)
 #   TRITON_CONFIG_NAME   Triton --model-config-name (default: config.pbtxt)
@@ -37,10 +37,8 @@ if [[ ! -x "$python" ]]; then
     "nvidia-pytriton==0.7.0 onnxruntime==1.32.0" >&2
   exit 2
 fi
-if [[ ! -x "$backends/python/triton_python_backend_stub" ]]; then
-  TRITON_VENV="$venv" "$root/scripts/triton/prepare_backends.sh" "$backends" \
-    >/dev/null
-fi
+# Cheap when nothing changed; refreshes the copy after a wheel upgrade.
+TRITON_VENV="$venv" "$root/scripts/triton/prepare_backends.sh" "$backends" >/dev/null
 
 read -r server_dir libs_dir site_dir base_libdir < <("$python" - <<'PY'
 import pathlib
@@ -61,7 +59,6 @@ PY
 export LD_LIBRARY_PATH="$libs_dir:$base_libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PYTHONPATH="$site_dir${PYTHONPATH:+:$PYTHONPATH}"
 export PATH="$venv/bin:$PATH"
-export PYTHONDONTWRITEBYTECODE=1
 
 load_args=()
 for model in $models; do

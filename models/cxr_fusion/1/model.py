@@ -2,7 +2,7 @@
 
 The Triton server shipped in the ``nvidia-pytriton`` wheel has only the Python
 backend, so the embedded CPU deployment runs the same ONNX file that the
-production GPU config (``../configs/gpu.pbtxt``) serves with Triton's own ONNX
+production GPU config (``../config.gpu.pbtxt``) serves with Triton's own ONNX
 Runtime backend. This file must stay a thin adapter: no preprocessing, no
 normalisation; the services send model-ready tensors.
 
