@@ -9,7 +9,15 @@ empty panel in production.
 import json
 import re
 
-import cxrwatch.core.metrics  # noqa: F401 (registers the services' metrics)
+# Importing every service registers all of cxrwatch's metrics, whatever else
+# this pytest process imported before.
+import cxrwatch.alerter.service
+import cxrwatch.api.app
+import cxrwatch.clinical.service
+import cxrwatch.core.metrics
+import cxrwatch.imaging.service
+import cxrwatch.joiner.service
+import cxrwatch.scorer.service  # noqa: F401
 import prometheus_client
 
 from tests.deploy.manifests import K8S, of_kind, rendered
