@@ -18,8 +18,10 @@
   that is down or refuses only costs its own scores (logged and counted in
   ``cxrwatch_shadow_failures_total``): it never stalls or dead-letters.
 * Commits through the shared runtime, after the scores are acknowledged.
-* Dead-letters requests that do not decode, and requests the model refuses
-  (isolated by re-sending the batch one request at a time).
+* Dead-letters requests that do not decode, requests whose image or clinical
+  vector is not the size the manifest gives (before they reach the model, so
+  one cannot spoil a micro-batch), and requests the model refuses (isolated by
+  re-sending the batch one request at a time).
 * When Triton is unreachable or the model is not ready, the batch stops
   there, nothing after it is committed, and the runtime retries with back-off.
 """
@@ -57,6 +59,7 @@ from cxrwatch.scorer.backends import (
     Prediction,
     SharedMemoryMode,
     TritonBackend,
+    expected_shapes,
 )
 
 logger = logging.getLogger(__name__)
@@ -215,6 +218,21 @@ class Scorer:
                 f"request {request.request_id} lists features {request.features}, "
                 f"the model takes {self._manifest.names}"
             )
+        # Checked here, not by the model: one request of another size would
+        # make the whole micro-batch unstackable, and the model's refusal of a
+        # lone one arrives in each backend's own error type.
+        shapes = expected_shapes(self._manifest)
+        sizes = {
+            "image": request.image.shape,
+            "clinical": [len(request.clinical)],
+            "clinical_mask": [len(request.clinical_mask)],
+        }
+        for name, size in sizes.items():
+            if size != shapes[name]:
+                raise InvalidInput(
+                    f"request {request.request_id} has {name} of shape {size}, "
+                    f"the model takes {shapes[name]}"
+                )
         return request
 
     def _chunks(
