@@ -16,7 +16,8 @@ Life cycle of a poll:
 
 A crash anywhere before the commit redelivers the records; processors derive
 output ids from their inputs, so a redelivery produces the same outputs again.
-SIGTERM finishes the batch in hand (produce and commit) and leaves the group.
+SIGTERM finishes the batch in hand (produce and commit) and leaves the group;
+if it comes while the processor still waits at start, the wait ends there.
 """
 
 import asyncio
@@ -159,14 +160,34 @@ class StreamService:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
         server = await serve_health(self.health, self.settings.health_port)
-        await self._start()
         try:
-            while not self._stopping.is_set():
-                await self._poll_once()
+            if await self._start_unless_stopped():
+                while not self._stopping.is_set():
+                    await self._poll_once()
         finally:
             await self._shutdown()
             if server is not None:
                 server.close()
+
+    async def _start_unless_stopped(self) -> bool:
+        """Start, unless asked to stop first; True when started.
+
+        A processor may wait at start for a dependency (the scorer for its
+        model); SIGTERM then ends the wait instead of outliving the grace
+        period.
+        """
+        starting = asyncio.ensure_future(self._start())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            logger.info("%s stopped before it started", self.processor.name)
+            return False
+        starting.result()
+        return True
 
     async def _start(self) -> None:
         await self.processor.start()
