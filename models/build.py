@@ -27,6 +27,7 @@ sys.dont_write_bytecode = True  # keep __pycache__ out of the model repository
 
 import argparse
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,8 +97,9 @@ def damp_residual_branches(model: CxrFusionNet) -> int:
     The backbone is never trained, so what reaches its 7x7 map is what random
     layers keep. Sixteen random blocks in a row blur where in the chest a
     bright patch lies; starting the residual branches small (the "small gamma"
-    initialisation) lets the skip connections carry more of it. Measured on
-    held-out phantoms: R^2 0.67 of the read-out at scale 1, 0.82 at 0.3.
+    initialisation) lets the skip connections carry more of it. In a design
+    trial on 1024 phantoms the read-out's held-out R^2 was 0.67 at scale 1,
+    0.82 at 0.3 and 0.86 at 0 (blocks reduced to their skip connection).
     Returns the number of blocks damped.
     """
     damped = 0
@@ -312,6 +314,10 @@ def export_onnx(model: CxrFusionNet, manifest_features: list[str], path: Path) -
         torch.ones(2, len(manifest_features)),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The TorchScript exporter is chosen on purpose: it writes opset 17
+    # directly and needs no onnxscript; its deprecation notice is noise here.
+    warnings.filterwarnings("ignore", message="You are using the legacy")
+    warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
     torch.onnx.export(
         model,
         example,
