@@ -11,7 +11,6 @@
 #                        kept up to date by prepare_backends.sh at each start)
 #   TRITON_HOST          address to bind (default 127.0.0.1)
 #   TRITON_MODELS        models to load, space-separated (default cxr_fusion)
-#   TRITON_CONFIG_NAME   Triton --model-config-name (default: config.pbtxt)
 #   TRITON_LOG_VERBOSE   --log-verbose level (default 0)
 #
 # The Python backend's stub is an embedded CPython: it finds numpy and
@@ -64,15 +63,11 @@ load_args=()
 for model in $models; do
   load_args+=("--load-model=$model")
 done
-config_args=()
-if [[ -n "${TRITON_CONFIG_NAME:-}" ]]; then
-  config_args+=("--model-config-name=$TRITON_CONFIG_NAME")
-fi
 
 exec "$server_dir/bin/tritonserver" \
   --model-repository="$repo" \
   --backend-directory="$backends" \
-  --model-control-mode=explicit "${load_args[@]}" "${config_args[@]}" \
+  --model-control-mode=explicit "${load_args[@]}" \
   --disable-auto-complete-config \
   --exit-on-error=true \
   --http-address="$host" --http-port="$http_port" \
