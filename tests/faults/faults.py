@@ -51,12 +51,20 @@ class Timeline:
 class Fault(Protocol):
     """One fault: where it may strike, whom it affects, how it strikes."""
 
-    name: str
-    waves: tuple[int, ...]
-    groups: tuple[str, ...]
+    @property
+    def name(self) -> str:
+        """How the fault reads in the table."""
+
+    @property
+    def waves(self) -> tuple[int, ...]:
+        """The waves it may strike in."""
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The consumer groups it interrupts."""
 
     def strike(
-        self, stack: FaultStack, redis: PrivateRedis, timeline: Timeline
+        self, stack: FaultStack, server: PrivateRedis, timeline: Timeline
     ) -> None:
         """Break, wait, heal; record the moments in ``timeline``."""
 
@@ -98,7 +106,7 @@ class Kill:
         return () if self.child == "api" else (f"cxrwatch-{self.child}",)
 
     def strike(
-        self, stack: FaultStack, redis: PrivateRedis, timeline: Timeline
+        self, stack: FaultStack, server: PrivateRedis, timeline: Timeline
     ) -> None:
         timeline.lag_at_strike = _lag(stack, self.groups) if self.groups else None
         timeline.struck_at = time.monotonic()
@@ -123,7 +131,7 @@ class Terminate:
         return (f"cxrwatch-{self.child}",)
 
     def strike(
-        self, stack: FaultStack, redis: PrivateRedis, timeline: Timeline
+        self, stack: FaultStack, server: PrivateRedis, timeline: Timeline
     ) -> None:
         timeline.lag_at_strike = _lag(stack, self.groups)
         timeline.struck_at = time.monotonic()
@@ -148,7 +156,7 @@ class RollingRestart:
     groups: tuple[str, ...] = tuple(f"cxrwatch-{s}" for s in SERVICES)
 
     def strike(
-        self, stack: FaultStack, redis: PrivateRedis, timeline: Timeline
+        self, stack: FaultStack, server: PrivateRedis, timeline: Timeline
     ) -> None:
         timeline.lag_at_strike = _lag(stack, self.groups)
         timeline.struck_at = time.monotonic()
@@ -176,13 +184,13 @@ class RedisOutage:
     )
 
     def strike(
-        self, stack: FaultStack, redis: PrivateRedis, timeline: Timeline
+        self, stack: FaultStack, server: PrivateRedis, timeline: Timeline
     ) -> None:
         timeline.lag_at_strike = _lag(stack, self.groups)
         timeline.struck_at = time.monotonic()
-        redis.stop()
+        server.stop()
         time.sleep(self.seconds)
-        redis.start()
+        server.start()
         timeline.healed_at = time.monotonic()
 
 
@@ -196,7 +204,7 @@ class TritonOutage:
     groups: tuple[str, ...] = ("cxrwatch-scorer",)
 
     def strike(
-        self, stack: FaultStack, redis: PrivateRedis, timeline: Timeline
+        self, stack: FaultStack, server: PrivateRedis, timeline: Timeline
     ) -> None:
         timeline.lag_at_strike = _lag(stack, self.groups)
         timeline.struck_at = time.monotonic()
@@ -219,7 +227,7 @@ class ModelUnloaded:
     groups: tuple[str, ...] = ("cxrwatch-scorer",)
 
     def strike(
-        self, stack: FaultStack, redis: PrivateRedis, timeline: Timeline
+        self, stack: FaultStack, server: PrivateRedis, timeline: Timeline
     ) -> None:
         timeline.lag_at_strike = _lag(stack, self.groups)
         timeline.struck_at = time.monotonic()

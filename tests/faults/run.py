@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 from cxrwatch.core import topics
 from cxrwatch.core.kafka import Output, headers_dict
 from cxrwatch.embedded.stack import SERVICES, EmbeddedSettings
@@ -87,7 +88,7 @@ class _Replay:
 
 
 def run_case(
-    case: Case, scenario: Scenario, redis: PrivateRedis, seed: int
+    case: Case, scenario: Scenario, server: PrivateRedis, seed: int
 ) -> CaseResult:
     """Run ``case`` from a fresh broker and key prefix; see the module docstring."""
     started = time.monotonic()
@@ -103,14 +104,14 @@ def run_case(
         expected_alerts=len(scenario.expected.alerts),
         expected_dead_letters=len(poisons),
     )
-    stack = FaultStack(_settings(case, redis))
+    stack = FaultStack(_settings(case, server))
     timeline = Timeline()
     try:
         stack.start()
         monitor = Monitor(stack)
         monitor.start()
         try:
-            deliveries = _replay(stack, redis, replay, case.fault, timeline)
+            deliveries = _replay(stack, server, replay, case.fault, timeline)
         finally:
             monitor.stop()
         _check_outputs(stack, scenario.expected, result)
@@ -123,17 +124,31 @@ def run_case(
         result.problems.append(f"the case did not finish: {exc!r}")
     finally:
         stack.stop()
+        _forget(server, stack.settings.redis_prefix)
         result.runtime_s = time.monotonic() - started
     return result
 
 
-def _settings(case: Case, redis: PrivateRedis) -> EmbeddedSettings:
+def _forget(server: PrivateRedis, prefix: str) -> None:
+    """Delete the case's keys, so the private Redis stays small."""
+    if not server.running:
+        return
+    client = redis.Redis.from_url(server.url)
+    try:
+        stale = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(stale), 500):
+            client.delete(*stale[start : start + 500])
+    finally:
+        client.close()
+
+
+def _settings(case: Case, server: PrivateRedis) -> EmbeddedSettings:
     slug = case.name.replace(" ", "-")
     return EmbeddedSettings(
         run_dir=REPO / "test-output" / "faults" / slug,
         redis_prefix=f"cxr-faults-{uuid.uuid4().hex[:8]}",
         kafka_port=free_port(),
-        redis_port=redis.port,
+        redis_port=server.port,
         redis_db=0,
         triton_http_port=free_port(),
         triton_grpc_port=free_port(),
@@ -184,7 +199,7 @@ def _plan(
 
 def _replay(
     stack: FaultStack,
-    redis: PrivateRedis,
+    server: PrivateRedis,
     replay: _Replay,
     fault: Fault | None,
     timeline: Timeline,
@@ -220,7 +235,7 @@ def _replay(
                     and (trigger.wave, trigger.position) == (wave, position)
                 ):
                     producer.flush()
-                    striker = _strike_later(fault, stack, redis, timeline, trigger)
+                    striker = _strike_later(fault, stack, server, timeline, trigger)
             producer.flush()
             wait_drained(reader, DRAIN_TIMEOUT_S)
             logger.info("wave %d drained", wave)
@@ -240,7 +255,7 @@ def _replay(
 def _strike_later(
     fault: Fault,
     stack: FaultStack,
-    redis: PrivateRedis,
+    server: PrivateRedis,
     timeline: Timeline,
     trigger: _Trigger,
 ) -> threading.Thread:
@@ -248,7 +263,7 @@ def _strike_later(
         time.sleep(trigger.delay_s)
         logger.info("fault %s strikes in wave %d", fault.name, trigger.wave)
         try:
-            fault.strike(stack, redis, timeline)
+            fault.strike(stack, server, timeline)
         except Exception as exc:
             logger.exception("fault %s failed", fault.name)
             timeline.notes.append(f"PROBLEM: the fault itself failed: {exc!r}")

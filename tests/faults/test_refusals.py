@@ -4,18 +4,20 @@ leaves its neighbours in the same batch alone. No server is needed: every
 refusal happens before Redis or the model is reached.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
 import pytest
+from aiokafka import ConsumerRecord
 from cxrwatch.alerter.service import AlerterSettings
 from cxrwatch.alerter.service import build_processor as build_alerter
 from cxrwatch.clinical.service import ClinicalProcessor, ClinicalSettings
 from cxrwatch.core.events import InferenceRequest, News2, Tensor
 from cxrwatch.core.kafka import Output
 from cxrwatch.core.manifest import FeatureManifest, load_manifest
-from cxrwatch.core.stream import Processor
+from cxrwatch.core.stream import Outcome
 from cxrwatch.imaging.service import ImagingProcessor, ImagingSettings
 from cxrwatch.joiner.service import JoinerSettings
 from cxrwatch.joiner.service import build_processor as build_joiner
@@ -30,6 +32,16 @@ MODELS = REPO / "models"
 MODEL = MODELS / "cxr_fusion" / "1" / "model.onnx"
 
 pytestmark = pytest.mark.skipif(not MODEL.exists(), reason="no model.onnx built")
+
+
+class Processor(Protocol):
+    """The part of a service's processor these tests use."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def process(self, records: Sequence[ConsumerRecord]) -> list[Outcome]: ...
 
 
 @pytest.fixture(scope="module")

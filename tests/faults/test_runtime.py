@@ -16,7 +16,7 @@ class Waiter:
     """A processor whose start waits for a dependency that never comes."""
 
     name = "waiter"
-    input_topics = ("never.used",)
+    input_topics: Sequence[str] = ("never.used",)
 
     async def start(self) -> None:
         while True:

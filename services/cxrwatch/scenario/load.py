@@ -52,8 +52,13 @@ from cxrwatch.scenario.messages import (
 LOAD_ANCHOR = datetime(2026, 1, 5, tzinfo=UTC)
 """Midnight UTC of day 0 unless the caller gives another."""
 
-WAVES = ("clinical-before", "radiographs-1", "clinical-between", "radiographs-2")
-WAVES += ("clinical-after",)
+WAVES = (
+    "clinical-before",
+    "radiographs-1",
+    "clinical-between",
+    "radiographs-2",
+    "clinical-after",
+)
 
 _FIRST_IMAGE = timedelta(hours=33)
 _SECOND_IMAGE = timedelta(hours=57)
