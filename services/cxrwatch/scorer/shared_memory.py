@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 NAME_PREFIX = "cxrwatch-scorer-"
 LOOPBACK_HOSTS = ("localhost", "127.", "[::1]", "::1")
+IN_USE_RETRIES = 40
 
 
 def is_loopback(url: str) -> bool:
@@ -153,12 +154,18 @@ class ImageRegions:
         self._regions = []
 
     async def _unregister_quietly(self, name: str) -> None:
-        # The server may have restarted and forgotten it, or be gone: nothing
-        # to undo then.
-        try:
-            await self._client.unregister_system_shared_memory(name)
-        except InferenceServerException as exc:
-            logger.debug("could not unregister %s: %s", name, exc)
+        # Triton lets go of a region a moment after its last response; and a
+        # server that restarted or is gone has nothing to undo.
+        for _ in range(IN_USE_RETRIES):
+            try:
+                await self._client.unregister_system_shared_memory(name)
+                return
+            except InferenceServerException as exc:
+                if "in use" not in str(exc):
+                    logger.debug("could not unregister %s: %s", name, exc)
+                    return
+                await asyncio.sleep(0.05)
+        logger.warning("Triton still holds %s; leaving it registered", name)
 
 
 def _host_prefix() -> str:
