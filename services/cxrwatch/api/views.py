@@ -20,7 +20,7 @@ def alert_view(fields: dict[str, str]) -> AlertView:
     alert = Alert.model_validate_json(fields["alert"])
     return AlertView(
         **alert.model_dump(),
-        status=fields.get("status", "open"),  # type: ignore[arg-type]
+        status=fields.get("status", "open"),
         acknowledged=_status_change(fields, "acknowledged"),
         resolved=_status_change(fields, "resolved"),
     )

@@ -40,7 +40,7 @@ class Tensor(_Event):
         """Wrap a float32 or float16 array."""
         contiguous = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
         return cls(
-            dtype=str(contiguous.dtype.name),  # type: ignore[arg-type]
+            dtype=str(contiguous.dtype.name),
             shape=list(contiguous.shape),
             data=base64.b64encode(contiguous.tobytes()).decode("ascii"),
         )
@@ -202,7 +202,7 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
 EventT = TypeVar("EventT", bound=BaseModel)
 
 
-def decode_event(model: type[EventT], raw: bytes) -> EventT:
+def decode_event(model: type[EventT], raw: bytes | str) -> EventT:
     """Parse a record value into ``model``, as :class:`InvalidInput` when it fails."""
     try:
         return model.model_validate_json(raw)

@@ -57,8 +57,13 @@ Outcome = list[Output] | Exception
 class Processor(Protocol):
     """What a service supplies: its name, its inputs and the work per record."""
 
-    name: str
-    input_topics: Sequence[str]
+    @property
+    def name(self) -> str:
+        """The service's name: its consumer group is ``cxrwatch-<name>``."""
+
+    @property
+    def input_topics(self) -> Sequence[str]:
+        """Topics the service consumes."""
 
     async def start(self) -> None:
         """Connect to what the processor needs before the first poll."""
@@ -279,12 +284,13 @@ class StreamService:
 
     async def _send(self, output: Output) -> "asyncio.Future[object]":
         try:
-            return await self._producer.send(
+            sent: asyncio.Future[object] = await self._producer.send(
                 output.topic,
                 value=output.value,
                 key=output.key.encode(),
                 headers=output.headers(),
             )
+            return sent
         except KafkaError as exc:
             PUBLISH_FAILURES.labels(self.processor.name, output.topic).inc()
             failed: asyncio.Future[object] = asyncio.get_running_loop().create_future()

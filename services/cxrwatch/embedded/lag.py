@@ -30,7 +30,7 @@ GROUP_TOPICS = {
 def group_lag(bootstrap: str, groups: Iterable[str] = GROUP_TOPICS) -> dict[str, int]:
     """Records not yet committed, per consumer group."""
     return {
-        group: sum(lags.values())
+        group: sum(behind for behind, _ in lags.values())
         for group, lags in _partition_lag(bootstrap, groups).items()
     }
 

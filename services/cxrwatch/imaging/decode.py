@@ -85,10 +85,10 @@ class DecodedRadiograph:
             series_instance_uid=header.series_instance_uid,
             sop_instance_uid=header.sop_instance_uid,
             acquired_at=header.acquired_at,
-            modality=header.modality,  # type: ignore[arg-type]
+            modality=header.modality,
             view_position=header.view_position,
             body_part=header.body_part,
-            patient_sex=header.patient_sex,  # type: ignore[arg-type]
+            patient_sex=header.patient_sex,
             patient_birth_date=header.patient_birth_date,
             pixel_spacing_mm=header.pixel_spacing_mm,
             transfer_syntax_uid=header.transfer_syntax_uid,

@@ -63,7 +63,12 @@ class RecentRadiographs:
             )
             if not ids:
                 return []
-            bodies = await self._redis.mget([self._body(i.decode()) for i in ids])
+            bodies = await self._redis.mget([self._body(_text(i)) for i in ids])
         except RedisError as exc:
             raise DependencyUnavailable(f"Redis: {exc}") from exc
         return [decode_event(Radiograph, body) for body in bodies if body is not None]
+
+
+def _text(reply: object) -> str:
+    """A Redis reply item as text (the client returns bytes)."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)

@@ -22,6 +22,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Literal
 
 import redis.asyncio as aioredis
 from aiokafka import ConsumerRecord
@@ -148,7 +149,10 @@ class Joiner:
         return requests
 
     async def _join(
-        self, radiograph: Radiograph, as_of: datetime, trigger: str
+        self,
+        radiograph: Radiograph,
+        as_of: datetime,
+        trigger: Literal["radiograph", "clinical-update"],
     ) -> InferenceRequest:
         snapshot = await self._observations.snapshot(radiograph.patient_key, as_of)
         vector = build_vector(self._manifest, snapshot)
@@ -166,7 +170,7 @@ class Joiner:
             patient_key=radiograph.patient_key,
             acquired_at=radiograph.acquired_at,
             as_of=as_of,
-            trigger=trigger,  # type: ignore[arg-type]
+            trigger=trigger,
             image=radiograph.image,
             features=self._manifest.names,
             clinical=vector.values,

@@ -15,6 +15,7 @@ JPEG-LS RG1 and fo-dicom's 1993 chest), re-identified with new UIDs.
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -249,6 +250,15 @@ def _labs(
     )
 
 
+def _clock(d0: datetime) -> Callable[[int, float], datetime]:
+    """Times as (day, hour) after midnight of day 0."""
+
+    def at(day: int, hour: float) -> datetime:
+        return d0 + timedelta(days=day, hours=hour)
+
+    return at
+
+
 def _chest(name: str) -> Path:
     found = get_testdata_file(name)
     if found is None:
@@ -260,7 +270,7 @@ def _chest(name: str) -> Path:
 
 def _deteriorating(writer: _Writer, d0: datetime, shared: Path | None) -> None:
     pid, birth, sex = DETERIORATING, date(1951, 6, 2), "M"
-    h = lambda day, hour: d0 + timedelta(days=day, hours=hour)  # noqa: E731
+    h = _clock(d0)
     _vitals(
         writer,
         pid,
@@ -298,7 +308,7 @@ def _deteriorating(writer: _Writer, d0: datetime, shared: Path | None) -> None:
 
 def _stable(writer: _Writer, d0: datetime, shared: Path | None) -> None:
     pid, birth, sex = STABLE, date(1968, 11, 20), "F"
-    h = lambda day, hour: d0 + timedelta(days=day, hours=hour)  # noqa: E731
+    h = _clock(d0)
     _vitals(
         writer,
         pid,
