@@ -51,6 +51,14 @@ class Monitor:
         self._stop.set()
         self._thread.join(timeout=30)
 
+    def wait_for_offsets_after(self, moment: float, timeout_s: float = 15) -> None:
+        """Wait until a sample with offsets was taken after ``moment``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(s.at > moment and s.offsets for s in self.samples[-4:]):
+                return
+            time.sleep(0.1)
+
     def not_ready(self) -> set[str]:
         """Services that answered not-ready (or nothing) at least once."""
         return {

@@ -69,6 +69,7 @@ class Expected:
         default_factory=lambda: {topic: set() for topic in OUTPUT_TOPICS}
     )
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    p_critical: dict[str, float] = field(default_factory=dict)  # by score id
     scores: int = 0
     closest_to_threshold: float = 1.0
 
@@ -173,6 +174,7 @@ async def _compute(
                 expected.ids[output.topic].add(output.ce_id)
             for output in scores:
                 p = json.loads(output.value)["p_critical"]
+                expected.p_critical[output.ce_id] = p
                 closest = min(abs(p - t) for t in thresholds)
                 expected.closest_to_threshold = min(
                     expected.closest_to_threshold, closest

@@ -41,7 +41,12 @@ def topic_ids(bootstrap: str, names: tuple[str, ...]) -> dict[str, TopicIds]:
 
 def dead_letters(bootstrap: str) -> list[dict[str, Any]]:
     """Every dead letter, decoded."""
-    records = asyncio.run(_read(bootstrap, (topics.DEADLETTER,), values=True))
+    return events(bootstrap, topics.DEADLETTER)
+
+
+def events(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Every record of a JSON topic, decoded."""
+    records = asyncio.run(_read(bootstrap, (topic,), values=True))
     return [json.loads(value) for _, _, value in records]
 
 

@@ -43,7 +43,7 @@ from tests.faults.faults import GRACE_S, Fault, Timeline
 from tests.faults.monitor import Monitor
 from tests.faults.oracle import OUTPUT_TOPICS, Expected, input_output
 from tests.faults.poison import Poison, poison_messages
-from tests.faults.readback import api_alert_ids, dead_letters, topic_ids
+from tests.faults.readback import api_alert_ids, dead_letters, events, topic_ids
 from tests.faults.redis_server import PrivateRedis
 from tests.faults.report import CaseResult
 from tests.faults.stack import FaultStack
@@ -112,6 +112,9 @@ def run_case(
         monitor.start()
         try:
             deliveries = _replay(stack, server, replay, case.fault, timeline)
+            if timeline.healed_at is not None:
+                # The last wave can drain the moment the fault heals.
+                monitor.wait_for_offsets_after(timeline.healed_at)
         finally:
             monitor.stop()
         _check_outputs(stack, scenario.expected, result)
@@ -283,6 +286,16 @@ def _check_outputs(stack: FaultStack, expected: Expected, result: CaseResult) ->
             result.problems.append(
                 f"{topic}: {len(missing)} ids missing, {len(unexpected)} unexpected"
             )
+    scored = {
+        score["score_id"]: score["p_critical"]
+        for score in events(stack.bootstrap, topics.RISK_SCORES)
+        if score.get("score_id") in expected.p_critical
+    }
+    if scored:
+        widest = max(abs(p - expected.p_critical[i]) for i, p in scored.items())
+        result.notes.append(
+            f"largest p_critical difference from the oracle {widest:.1e}"
+        )
     result.topic_duplicates = found[topics.ALERTS].duplicates
     result.redelivered = sum(found[t].duplicates for t in OUTPUT_TOPICS)
     listed = api_alert_ids(stack.api_url, stack.settings.api_key)
