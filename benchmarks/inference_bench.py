@@ -111,14 +111,48 @@ def _session() -> ort.InferenceSession:
     )
 
 
-def raw_rate(session: ort.InferenceSession, batch: Batch, min_s: float) -> float:
-    """Images/s of back-to-back calls for at least ``min_s``."""
+@dataclass(frozen=True)
+class Run:
+    """Images done, the wall-clock seconds and the CPU seconds they took."""
+
+    images: int
+    wall_s: float
+    cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        """Images per wall-clock second."""
+        return self.images / self.wall_s
+
+    @property
+    def per_cpu(self) -> float:
+        """Images per CPU second: what the path costs, whatever else runs."""
+        return self.images / max(self.cpu_s, 1e-9)
+
+
+def session_cpu_s(session: int) -> float:
+    """CPU seconds (user + system) of the live processes of a Unix session."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command name: state ppid pgrp session ... utime stime.
+        if int(fields[3]) == session:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def raw_rate(session: ort.InferenceSession, batch: Batch, min_s: float) -> Run:
+    """Back-to-back calls for at least ``min_s``; CPU of this process."""
     feeds, calls = _feeds(batch), 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     while calls < 2 or time.perf_counter() - started < min_s:
         session.run(None, feeds)
         calls += 1
-    return calls * len(batch) / (time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    return Run(calls * len(batch), wall, time.process_time() - cpu)
 
 
 def raw_latencies_ms(session: ort.InferenceSession, calls: int) -> list[float]:
@@ -132,10 +166,15 @@ def raw_latencies_ms(session: ort.InferenceSession, calls: int) -> list[float]:
 
 
 async def triton_rate(
-    backend: TritonBackend, batch: Batch, min_s: float, inflight: int = 2
-) -> float:
-    """Images/s with ``inflight`` batches always on their way, for ``min_s``."""
+    backend: TritonBackend, batch: Batch, min_s: float, server: int, inflight: int = 2
+) -> Run:
+    """``inflight`` batches always on their way for ``min_s``.
+
+    The CPU is this process's (the client) plus the server's session (the
+    tritonserver and its Python-backend stub).
+    """
     done = 0
+    cpu = time.process_time() + session_cpu_s(server)
     started = time.perf_counter()
 
     async def sender() -> None:
@@ -145,7 +184,8 @@ async def triton_rate(
             done += len(batch)
 
     await asyncio.gather(*(sender() for _ in range(inflight)))
-    return done / (time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    return Run(done, wall, time.process_time() + session_cpu_s(server) - cpu)
 
 
 async def offered_load_ms(
@@ -184,8 +224,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def triton_server(log: Path) -> Iterator[tuple[str, int]]:
-    """The wheel's tritonserver serving models/; yields (gRPC url, metrics port)."""
+def triton_server(log: Path) -> Iterator[tuple[str, int, int]]:
+    """The wheel's tritonserver serving models/.
+
+    Yields its gRPC address, its metrics port and its Unix session id.
+    """
     http, grpc, metrics = free_port(), free_port(), free_port()
     script = REPO / "scripts" / "triton" / "start_triton.sh"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +247,7 @@ def triton_server(log: Path) -> Iterator[tuple[str, int]]:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"tritonserver did not start; see {log}")
             time.sleep(0.3)
-        yield f"127.0.0.1:{grpc}", metrics
+        yield f"127.0.0.1:{grpc}", metrics, server.pid
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
@@ -261,7 +304,9 @@ class Report:
         )
 
 
-async def throughput(report: Report, url: str, rounds: int, min_s: float) -> float:
+async def throughput(
+    report: Report, url: str, server: int, rounds: int, min_s: float
+) -> float:
     """Parts 1 and 2: raw against Triton, per round; returns raw batch-8 rate."""
     session = _session()
     wire = TritonBackend(url, "cxr_fusion", MANIFEST, 60, shared_memory="off")
@@ -272,30 +317,53 @@ async def throughput(report: Report, url: str, rounds: int, min_s: float) -> flo
     for size in BATCHES:
         batch = _batch(size)
         raw_rate(session, batch, 0.2)  # warm both paths
-        await triton_rate(shm, batch, 0.2)
-        figures: dict[str, list[float]] = {"raw": [], "wire": [], "shm": []}
+        await triton_rate(shm, batch, 0.2, server)
+        runs: dict[str, list[Run]] = {"raw": [], "wire": [], "shm": []}
         for _ in range(rounds):
-            figures["raw"].append(raw_rate(session, batch, min_s))
-            figures["wire"].append(await triton_rate(wire, batch, min_s))
-            figures["shm"].append(await triton_rate(shm, batch, min_s))
-        raw = statistics.median(figures["raw"])
-        raw8 = raw if size == 8 else raw8
-        report.add("raw", "ONNX Runtime session", size, raw, "images/s")
-        for mode, label in (("wire", "on the wire"), ("shm", "shared memory")):
-            ratios = [t / r for t, r in zip(figures[mode], figures["raw"], strict=True)]
-            report.add(
-                "triton",
-                f"TritonBackend, 2 in flight, {label}",
-                size,
-                statistics.median(figures[mode]),
-                "images/s",
-                statistics.median(ratios),
-                f"ratio range {min(ratios):.2f}-{max(ratios):.2f}",
-            )
+            runs["raw"].append(raw_rate(session, batch, min_s))
+            runs["wire"].append(await triton_rate(wire, batch, min_s, server))
+            runs["shm"].append(await triton_rate(shm, batch, min_s, server))
+        raw8 = statistics.median(r.rate for r in runs["raw"]) if size == 8 else raw8
+        _throughput_rows(report, size, runs)
     await _scorer_row(report, shm, session, min_s)
     await wire.close()
     await shm.close()
     return raw8
+
+
+def _throughput_rows(report: Report, size: int, runs: dict[str, list[Run]]) -> None:
+    """Wall-clock rates with per-round ratios, and images per CPU second."""
+    raw = runs["raw"]
+    report.add(
+        "raw",
+        "ONNX Runtime session",
+        size,
+        statistics.median(r.rate for r in raw),
+        "images/s",
+        None,
+        f"{statistics.median(r.per_cpu for r in raw):.1f} images per CPU s",
+    )
+    for mode, label in (("wire", "on the wire"), ("shm", "shared memory")):
+        ratios = [t.rate / r.rate for t, r in zip(runs[mode], raw, strict=True)]
+        report.add(
+            "triton",
+            f"TritonBackend, 2 in flight, {label}",
+            size,
+            statistics.median(r.rate for r in runs[mode]),
+            "images/s",
+            statistics.median(ratios),
+            f"ratio range {min(ratios):.2f}-{max(ratios):.2f}",
+        )
+        per_cpu = [t.per_cpu / r.per_cpu for t, r in zip(runs[mode], raw, strict=True)]
+        report.add(
+            "triton",
+            f"  same, images per CPU second ({mode})",
+            size,
+            statistics.median(r.per_cpu for r in runs[mode]),
+            "img/CPU-s",
+            statistics.median(per_cpu),
+            f"ratio range {min(per_cpu):.2f}-{max(per_cpu):.2f}",
+        )
 
 
 async def _scorer_row(
@@ -304,7 +372,7 @@ async def _scorer_row(
     """The whole processor at batch 32: decode JSON, stack, Triton, score JSON."""
     records = [_request_record(i) for i in range(32)]
     scorer = Scorer(backend, MANIFEST, max_inflight=2)
-    raw = raw_rate(session, _batch(32), min_s)
+    raw = raw_rate(session, _batch(32), min_s).rate
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < min_s:
         await scorer.process(records)
@@ -751,8 +819,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     report = Report()
     log = REPO / ".run" / "logs" / f"bench-triton-{os.getpid()}.log"
-    with triton_server(log) as (url, metrics):
-        raw8 = asyncio.run(throughput(report, url, args.rounds, args.min_seconds))
+    with triton_server(log) as (url, metrics, server):
+        raw8 = asyncio.run(
+            throughput(report, url, server, args.rounds, args.min_seconds)
+        )
         compute_p99 = asyncio.run(
             latency(report, url, metrics, raw8 / 2, args.load_seconds)
         )
