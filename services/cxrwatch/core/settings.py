@@ -33,6 +33,11 @@ class ServiceSettings(BaseSettings):
         32 * 1024 * 1024,
         description="Largest record the service produces or fetches (DICOM objects).",
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        50,
+        ge=0,
+        description="Longest a fetch waits for records; each hop adds up to this.",
+    )
     kafka_create_topics: bool = Field(
         True, description="Create missing topics at start; off where Strimzi does."
     )

@@ -145,6 +145,7 @@ class StreamService:
             rebalance_timeout_ms=6000,
             session_timeout_ms=10000,
             heartbeat_interval_ms=1000,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             **options,
         )
         self._producer = AIOKafkaProducer(
