@@ -186,7 +186,13 @@ class DeadLetter(_Event):
     source_offset: int
     source_key: str | None = Field(None, description="base64 of the record key")
     source_headers: dict[str, str]
-    source_value: str = Field(description="base64 of the record value")
+    source_value: str = Field(
+        description="base64 of the record value, cut short when it was too large"
+    )
+    source_value_bytes: int = Field(0, ge=0, description="size of the whole value")
+    source_value_truncated: bool = Field(
+        False, description="true when source_value holds only the value's start"
+    )
     failed_at: AwareDatetime
 
 

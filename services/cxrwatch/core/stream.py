@@ -325,6 +325,10 @@ class StreamService:
             type(error).__name__,
             error,
         )
+        value = record.value or b""
+        # base64 grows a value by 4/3: keep what fits the topic with room for
+        # the rest of the letter, so an oversized input cannot block the stream.
+        kept = min(len(value), self.settings.kafka_max_message_bytes * 3 // 4 - 65536)
         letter = DeadLetter(
             dead_letter_id=deterministic_id(
                 "dead-letter",
@@ -341,7 +345,9 @@ class StreamService:
             source_offset=record.offset,
             source_key=base64.b64encode(record.key).decode() if record.key else None,
             source_headers=headers_dict(record.headers),
-            source_value=base64.b64encode(record.value or b"").decode(),
+            source_value=base64.b64encode(value[:kept]).decode(),
+            source_value_bytes=len(value),
+            source_value_truncated=kept < len(value),
             failed_at=datetime.now(UTC),
         )
         return Output(
