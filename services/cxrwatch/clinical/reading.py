@@ -12,6 +12,7 @@ from datetime import date
 from typing import Literal
 
 from cxrwatch.core.errors import InvalidInput, MissingPatient
+from cxrwatch.core.ids import checked_patient_key
 from cxrwatch.core.observations import Sex, StoredObservation
 
 SourceFormat = Literal["fhir-r4", "hl7v2"]
@@ -60,8 +61,15 @@ class Reading:
     refusals: list[InvalidInput] = field(default_factory=list)
 
     def patient(self, patient_key: str) -> PatientReading:
-        """The reading of one patient, created on first use."""
+        """The reading of one patient, created on first use.
+
+        Raises
+        ------
+        MissingPatient
+            If the key is blank, too long or holds control characters.
+        """
         if patient_key not in self.patients:
+            checked_patient_key(patient_key, "the message")
             self.patients[patient_key] = PatientReading(patient_key)
         return self.patients[patient_key]
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from cxrwatch.core.errors import ContractMismatch, InvalidInput, MissingPatient
 from cxrwatch.core.events import Radiograph, Tensor
-from cxrwatch.core.ids import deterministic_id
+from cxrwatch.core.ids import checked_patient_key, deterministic_id
 from cxrwatch.core.manifest import ImageSpec
 from cxrwatch.imaging.dataset import parse_dataset
 from cxrwatch.imaging.grayscale import GrayscalePipeline
@@ -71,6 +71,7 @@ class DecodedRadiograph:
                 "Patient ID (0010,0020) is missing or empty; the radiograph is "
                 "not joined to anyone: fix the sender to fill it"
             )
+        checked_patient_key(header.patient_key, "Patient ID (0010,0020)")
         if header.acquired_at is None:
             raise InvalidInput(
                 "no complete acquisition time: none of AcquisitionDateTime, "

@@ -376,3 +376,13 @@ def test_byte_order_mark_is_accepted(fhir):
 def test_same_bytes_same_message_id(fhir):
     raw = json.dumps(observation("8867-4", ucum(80, "/min"))).encode()
     assert fhir.read(raw).message_id == fhir.read(raw).message_id
+
+
+@pytest.mark.parametrize(
+    "reference", ["Patient/", "Patient/ ", "Patient/a\nb", "Patient/" + "9" * 200]
+)
+def test_a_subject_that_names_no_usable_patient_is_refused(fhir, reference):
+    resource = observation("8867-4", ucum(80, "/min"))
+    resource["subject"] = {"reference": reference}
+    with pytest.raises(MissingPatient):
+        read(fhir, resource)
