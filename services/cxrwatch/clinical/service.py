@@ -32,6 +32,7 @@ committed); a redelivery that finds its receipt emits the same update again.
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio
@@ -77,6 +78,11 @@ _UNCHANGED = OBSERVATIONS.labels("unchanged")
 class ClinicalSettings(ServiceSettings):
     """Settings of the clinical service (``CXRWATCH_*`` environment variables)."""
 
+    clinical_max_future_minutes: float = Field(
+        60.0,
+        ge=0,
+        description="How far past now an observation time may lie (clock skew).",
+    )
     observations_retention_hours: float = Field(
         168.0, gt=0, description="Hours of observations kept per patient."
     )
@@ -236,7 +242,33 @@ class ClinicalProcessor:
             return exc
         for reason, count in reading.ignored.items():
             OBSERVATIONS.labels(reason).inc(count)
-        return reading
+        return self._refuse_future(reading) or reading
+
+    def _refuse_future(self, reading: Reading) -> InvalidInput | None:
+        """Refuse a message with a value timed in the future.
+
+        Stored, such a value would become the patient's newest and push every
+        real value outside the retention window: the patient would vanish.
+        """
+        limit = datetime.now(UTC) + timedelta(
+            minutes=self.settings.clinical_max_future_minutes
+        )
+        late = [
+            o
+            for patient in reading.patients.values()
+            for o in patient.observations
+            if o.effective_at > limit
+        ]
+        if not late:
+            return None
+        first = min(late, key=lambda o: o.effective_at)
+        return InvalidInput(
+            f"message refused, nothing stored: {len(late)} value(s) timed in the "
+            f"future, the first {first.feature} at {first.effective_at.isoformat()}; "
+            "check the sender's clock (tolerance "
+            f"CXRWATCH_CLINICAL_MAX_FUTURE_MINUTES="
+            f"{self.settings.clinical_max_future_minutes:g})"
+        )
 
     def _outputs(
         self, reading: Reading, plan: list[PatientWrite], changes: Any

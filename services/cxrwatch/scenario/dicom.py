@@ -60,6 +60,8 @@ def _set_times(dataset: Dataset, acquired_at: datetime) -> None:
         setattr(dataset, f"{prefix}Date", day)
         setattr(dataset, f"{prefix}Time", clock)
     dataset.AcquisitionDateTime = day + clock
+    # The scenario's times are UTC; a source's own offset would shift them.
+    dataset.TimezoneOffsetFromUTC = "+0000"
     dataset.AccessionNumber = "A" + day + clock
 
 

@@ -97,12 +97,12 @@ def shared_data_dir() -> Path | None:
 def build(root: Path, anchor: datetime | None = None) -> Path:
     """Write the scenario's files and ``scenario.json`` under ``root``.
 
-    ``anchor`` is midnight UTC of day 0; by default two days before today, so
-    the scenario ends today.
+    ``anchor`` is midnight UTC of day 0; by default three days before today, so
+    the scenario ends yesterday and no message is timed in the future.
     """
     if anchor is None:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        anchor = today - timedelta(days=2)
+        anchor = today - timedelta(days=3)
     writer = _Writer(root)
     shared = shared_data_dir()
     _public_examples(writer, shared, anchor)

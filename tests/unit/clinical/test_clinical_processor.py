@@ -237,3 +237,12 @@ async def test_redis_down_stalls_the_batch(settings, manifest):
         await processor.process([fhir(HEART_RATE)])
     assert stalled.value.finished == []
     await down.aclose()
+
+
+async def test_a_value_timed_in_the_future_is_refused_and_stores_nothing(processor):
+    future = HEART_RATE | {"id": "hr-2099", "effectiveDateTime": "2099-01-01T00:00:00Z"}
+    [refused, stored] = await processor.process([fhir(future), fhir(HEART_RATE)])
+    assert isinstance(refused, InvalidInput)
+    assert "future" in str(refused) and "2099-01-01" in str(refused)
+    # The real value after it is still stored and announced.
+    assert len(stored) == 1
