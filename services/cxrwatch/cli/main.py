@@ -2,11 +2,13 @@
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
+from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
@@ -15,6 +17,7 @@ from cxrwatch.core.errors import CxrwatchError
 from cxrwatch.core.kafka import ensure_topics
 from cxrwatch.core.logs import configure_logging
 from cxrwatch.core.settings import ServiceSettings
+from cxrwatch.embedded.stack import EmbeddedSettings
 
 app = typer.Typer(help="Deterioration alerts from chest radiographs and clinical data.")
 console = Console()
@@ -28,7 +31,11 @@ Bootstrap = Annotated[
 
 
 def _settings(bootstrap: str | None) -> ServiceSettings:
+    """Settings from the environment; the broker of ``make run`` by default."""
     settings = ServiceSettings()
+    if bootstrap is None and "CXRWATCH_KAFKA_BOOTSTRAP" not in os.environ:
+        port = EmbeddedSettings().kafka_port
+        bootstrap = f"127.0.0.1:{port}"
     if bootstrap:
         settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
     return settings
@@ -38,15 +45,31 @@ def _publish(kind: str, files: list[Path], bootstrap: str | None) -> None:
     from cxrwatch.cli.publish import Publisher
 
     settings = _settings(bootstrap)
-    ensure_topics(settings)
-    publisher = Publisher(settings)
+    try:
+        ensure_topics(settings)
+        publisher = Publisher(settings)
+    except (CxrwatchError, KafkaError) as exc:
+        _fail(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}")
+    failed = 0
     try:
         for path in files:
-            delivery = publisher.publish(kind, path)
+            try:
+                delivery = publisher.publish(kind, path)
+            except CxrwatchError as exc:
+                console.print(f"[red]{path.name}: {exc}[/red]")
+                failed += 1
+                continue
             where = f"{delivery.topic}[{delivery.partition}]@{delivery.offset}"
             console.print(f"{path.name} → {where}")
     finally:
         publisher.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+def _fail(message: str) -> NoReturn:
+    console.print(f"[red]cxrwatch: {message}[/red]")
+    raise typer.Exit(1)
 
 
 publish_app = typer.Typer(help="Put files on the input topics.")
@@ -128,7 +151,10 @@ def alerts(
     """Print the alerts the API holds."""
     from cxrwatch.embedded.stack import read_json
 
-    body = read_json(f"{api}/alerts?limit=100", key)
+    try:
+        body = read_json(f"{api}/alerts?limit=100", key)
+    except (OSError, ValueError) as exc:
+        _fail(f"the API at {api} did not answer with alerts: {exc}")
     print_alerts(body)
 
 
