@@ -6,9 +6,9 @@ import asyncio
 import base64
 import json
 import os
-import uuid
 import random
 import socket
+import uuid
 from collections.abc import Iterator
 
 import numpy as np

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 from aiokafka.structs import ConsumerRecord
-
 from cxrwatch.core import topics
 from cxrwatch.core.events import (
     ClinicalUpdate,

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-
 from cxrwatch.core import topics
 from cxrwatch.core.errors import DependencyUnavailable
 from cxrwatch.core.kafka import Output, ensure_topics

@@ -4,7 +4,6 @@ import base64
 import json
 
 from aiokafka.structs import ConsumerRecord
-
 from cxrwatch.core.errors import InvalidInput
 from cxrwatch.core.settings import ServiceSettings
 from cxrwatch.core.stream import StreamService

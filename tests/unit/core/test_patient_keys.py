@@ -1,7 +1,6 @@
 """Which strings can identify a patient."""
 
 import pytest
-
 from cxrwatch.core.errors import MissingPatient
 from cxrwatch.core.ids import checked_patient_key
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-
 from cxrwatch.core import topics
 from cxrwatch.core.events import EVENT_MODELS, Alert, FeatureChange, News2, Tensor
 from cxrwatch.core.schemas import render

@@ -3,7 +3,6 @@
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-
 from cxrwatch.core.events import Radiograph, Tensor
 from cxrwatch.joiner.rescore import rescore_times
 

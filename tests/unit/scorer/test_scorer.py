@@ -8,7 +8,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from aiokafka.structs import ConsumerRecord
-
 from cxrwatch.core import topics
 from cxrwatch.core.errors import ContractMismatch, InvalidInput
 from cxrwatch.core.events import InferenceRequest, News2, RiskScore, Tensor
@@ -106,7 +105,7 @@ async def test_scores_in_order_in_micro_batches_and_isolates_bad_records(
     )
     assert np.allclose([s.p_critical for s in scores], p[:, 0], atol=1e-5)
     # Falling SpO2 (97, 94, 91, 88, 85) must not lower the risk.
-    assert all(b >= a - 1e-6 for a, b in zip(p[:, 0], p[1:, 0]))
+    assert all(b >= a - 1e-6 for a, b in zip(p[:, 0], p[1:, 0], strict=False))
 
 
 async def test_the_score_id_is_stable_across_redelivery(
