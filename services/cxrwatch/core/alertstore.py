@@ -25,7 +25,7 @@ writes who/when/note and appends the audit entry in one script.
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -89,6 +89,11 @@ def _text(value: object) -> str | None:
     if isinstance(value, bytes):
         return value.decode()
     return None if value is None else str(value)
+
+
+def _member(reply: object) -> str:
+    """A Redis reply item that cannot be nil, as text."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
 class TransitionRefused(CxrwatchError):
@@ -156,7 +161,7 @@ class AlertStore:
             self.patient_alerts_key(alert.patient_key),
             self.feed_key,
         ]
-        args = [
+        args: list[str | float | int] = [
             alert.model_dump_json(),
             alert.raised_at.timestamp(),
             alert.alert_id,
@@ -177,7 +182,7 @@ class AlertStore:
             self.history_body_key(score.patient_key),
             self.latest_key,
         ]
-        args = [
+        args: list[str | float] = [
             score.score_id,
             body,
             as_of,
@@ -199,7 +204,11 @@ class AlertStore:
         try:
             if not await self._redis.exists(key):
                 return None
-            fields = {"status": status, f"{status}_by": actor, f"{status}_at": now}
+            fields: dict[str | bytes | bytearray | memoryview | int | float, str] = {
+                "status": status,
+                f"{status}_by": actor,
+                f"{status}_at": now,
+            }
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(key, mapping=fields)
                 pipe.xadd(
@@ -225,7 +234,7 @@ class AlertStore:
             raise DependencyUnavailable(f"Redis: {exc}") from exc
         if not raw:
             return None
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return {_member(k): _member(v) for k, v in raw.items()}
 
     async def alert_ids(
         self,
@@ -242,12 +251,14 @@ class AlertStore:
         """
         key = self.patient_alerts_key(patient_key) if patient_key else self.alerts_key
         try:
-            rows = await self._redis.zrevrangebyscore(
+            reply = await self._redis.zrevrangebyscore(
                 key, newest, oldest, start=offset, num=limit, withscores=True
             )
+            # withscores=True: pairs of member and score.
+            rows = cast("list[tuple[bytes, float]]", reply)
         except RedisError as exc:
             raise DependencyUnavailable(f"Redis: {exc}") from exc
-        return [(member.decode(), score) for member, score in rows]
+        return [(_member(member), float(score)) for member, score in rows]
 
     async def risk_history(
         self, patient_key: str, oldest: float, newest: float
@@ -259,7 +270,9 @@ class AlertStore:
             )
             if not ids:
                 return []
-            bodies = await self._redis.hmget(self.history_body_key(patient_key), ids)
+            bodies = await self._redis.hmget(
+                self.history_body_key(patient_key), [_member(i) for i in ids]
+            )
         except RedisError as exc:
             raise DependencyUnavailable(f"Redis: {exc}") from exc
         return [json.loads(body) for body in bodies if body is not None]
@@ -270,7 +283,7 @@ class AlertStore:
             rows = await self._redis.hgetall(self.latest_key)
         except RedisError as exc:
             raise DependencyUnavailable(f"Redis: {exc}") from exc
-        return {k.decode(): json.loads(v)["score"] for k, v in rows.items()}
+        return {_member(k): json.loads(v)["score"] for k, v in rows.items()}
 
     async def latest_score(self, patient_key: str) -> dict[str, object] | None:
         """The latest score of one patient, or None when it has none."""
