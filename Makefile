@@ -52,6 +52,7 @@ lock: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy services/cxrwatch
 
 ## schemas: regenerate schemas/ from the event models
 schemas: $(VENV)/.installed
