@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -20,7 +21,8 @@ from cxrwatch.core.settings import ServiceSettings
 from cxrwatch.embedded.stack import EmbeddedSettings
 
 app = typer.Typer(help="Deterioration alerts from chest radiographs and clinical data.")
-console = Console()
+# Wide enough for the alert table when the output is a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 120)
 logger = logging.getLogger(__name__)
 
 Files = Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)]

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import sys
 import time
 
 from kafka import KafkaConsumer, TopicPartition
@@ -14,7 +15,8 @@ from cxrwatch.embedded.lag import wait_until_drained
 from cxrwatch.embedded.stack import EmbeddedSettings, Stack, read_json
 
 logger = logging.getLogger(__name__)
-console = Console()
+# Wide enough for the alert table when the output is a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 def run_demo(*, once: bool) -> int:
