@@ -41,12 +41,10 @@ from pydicom.data import get_testdata_file
 from cxrwatch.scenario.dicom import reidentify
 from cxrwatch.scenario.messages import (
     LabResult,
-    Vital,
-    blood_pressure,
-    bundle,
-    observation,
+    VitalSigns,
     oru_r01,
     patient,
+    vital_signs_bundle,
 )
 
 LOAD_ANCHOR = datetime(2026, 1, 5, tzinfo=UTC)
@@ -279,32 +277,26 @@ def _vitals(
     demographics: bool,
 ) -> None:
     at = anchor + since
+    signs = VitalSigns(
+        spo2=v.spo2,
+        resp_rate=v.resp_rate,
+        heart_rate=v.heart_rate,
+        temperature=v.temperature,
+        systolic=v.systolic,
+        diastolic=v.diastolic,
+        oxygen_l_min=v.oxygen_l_min,
+        temperature_in_f=person.fahrenheit,
+    )
+    gender = "male" if person.sex == "M" else "female"
+    body = vital_signs_bundle(
+        person.key,
+        at,
+        signs,
+        patient(person.key, gender=gender, birth_date=person.birth)
+        if demographics
+        else None,
+    )
     stamp = f"{person.key}-{at:%Y%m%dT%H%M}"
-    temperature = (
-        Vital(
-            "8310-5", "Body temperature", round(v.temperature * 9 / 5 + 32, 1), "[degF]"
-        )
-        if person.fahrenheit
-        else Vital("8310-5", "Body temperature", v.temperature, "Cel")
-    )
-    vitals = [
-        Vital("59408-5", "Oxygen saturation by pulse oximetry", v.spo2, "%"),
-        Vital("9279-1", "Respiratory rate", v.resp_rate, "/min"),
-        Vital("8867-4", "Heart rate", v.heart_rate, "/min"),
-        temperature,
-        Vital("3151-8", "Inhaled oxygen flow rate", v.oxygen_l_min, "L/min"),
-    ]
-    resources: list[dict[str, Any]] = []
-    if demographics:
-        gender = "male" if person.sex == "M" else "female"
-        resources.append(patient(person.key, gender=gender, birth_date=person.birth))
-    resources += [
-        observation(f"{stamp}-{vital.loinc}", person.key, vital, at) for vital in vitals
-    ]
-    resources.append(
-        blood_pressure(f"{stamp}-bp", person.key, v.systolic, v.diastolic, at)
-    )
-    body = json.dumps(bundle(f"{stamp}-vitals", resources), indent=1).encode()
     writer.add(
         "fhir", f"{stamp}-vitals.json", body, person.key, at, _wave(person, since)
     )

@@ -4,6 +4,7 @@ Written the way hospital interfaces send them: FHIR vital signs with UCUM
 quantities and LOINC codes, HL7 v2.5.1 results with OBX-14 observation times.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -96,6 +97,55 @@ def blood_pressure(
             component("8462-4", "Diastolic blood pressure", diastolic),
         ],
     }
+
+
+@dataclass(frozen=True)
+class VitalSigns:
+    """One set of bedside observations, as a nurse charts them."""
+
+    spo2: float
+    resp_rate: float
+    heart_rate: float
+    temperature: float
+    systolic: float
+    diastolic: float
+    oxygen_l_min: float = 0.0
+    temperature_in_f: bool = False
+
+
+def vital_signs_bundle(
+    patient_id: str,
+    at: datetime,
+    signs: VitalSigns,
+    demographics: dict[str, Any] | None = None,
+) -> bytes:
+    """A transaction Bundle of the vital signs (and the Patient, if given), as JSON."""
+    stamp = f"{patient_id}-{at:%Y%m%dT%H%M}"
+    temperature = (
+        Vital(
+            "8310-5",
+            "Body temperature",
+            round(signs.temperature * 9 / 5 + 32, 1),
+            "[degF]",
+        )
+        if signs.temperature_in_f
+        else Vital("8310-5", "Body temperature", signs.temperature, "Cel")
+    )
+    vitals = [
+        Vital("59408-5", "Oxygen saturation by pulse oximetry", signs.spo2, "%"),
+        Vital("9279-1", "Respiratory rate", signs.resp_rate, "/min"),
+        Vital("8867-4", "Heart rate", signs.heart_rate, "/min"),
+        temperature,
+        Vital("3151-8", "Inhaled oxygen flow rate", signs.oxygen_l_min, "L/min"),
+    ]
+    resources = [demographics] if demographics is not None else []
+    resources += [
+        observation(f"{stamp}-{vital.loinc}", patient_id, vital, at) for vital in vitals
+    ]
+    resources.append(
+        blood_pressure(f"{stamp}-bp", patient_id, signs.systolic, signs.diastolic, at)
+    )
+    return json.dumps(bundle(f"{stamp}-vitals", resources), indent=1).encode()
 
 
 def bundle(bundle_id: str, resources: list[dict[str, Any]]) -> dict[str, Any]:

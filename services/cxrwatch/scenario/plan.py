@@ -25,12 +25,10 @@ from pydicom.data import get_testdata_file
 from cxrwatch.scenario.dicom import reidentify
 from cxrwatch.scenario.messages import (
     LabResult,
-    Vital,
-    blood_pressure,
-    bundle,
-    observation,
+    VitalSigns,
     oru_r01,
     patient,
+    vital_signs_bundle,
 )
 
 DETERIORATING = "CXR-1001"
@@ -47,18 +45,6 @@ class Step:
     key: str
     at: str
     note: str
-
-
-@dataclass(frozen=True)
-class _Vitals:
-    spo2: float
-    resp_rate: float
-    heart_rate: float
-    temperature: float
-    systolic: float
-    diastolic: float
-    oxygen_l_min: float = 0.0
-    temperature_in_f: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,37 +134,13 @@ def _vitals(
     writer: _Writer,
     patient_id: str,
     at: datetime,
-    v: _Vitals,
+    v: VitalSigns,
     demographics: dict[str, object] | None = None,
 ) -> None:
-    stamp = f"{patient_id}-{at:%Y%m%dT%H%M}"
-    temperature = (
-        Vital(
-            "8310-5", "Body temperature", round(v.temperature * 9 / 5 + 32, 1), "[degF]"
-        )
-        if v.temperature_in_f
-        else Vital("8310-5", "Body temperature", v.temperature, "Cel")
-    )
-    vitals = [
-        Vital("59408-5", "Oxygen saturation by pulse oximetry", v.spo2, "%"),
-        Vital("9279-1", "Respiratory rate", v.resp_rate, "/min"),
-        Vital("8867-4", "Heart rate", v.heart_rate, "/min"),
-        temperature,
-        Vital("3151-8", "Inhaled oxygen flow rate", v.oxygen_l_min, "L/min"),
-    ]
-    resources: list[dict[str, object]] = []
-    if demographics is not None:
-        resources.append(demographics)
-    resources += [
-        observation(f"{stamp}-{vital.loinc}", patient_id, vital, at) for vital in vitals
-    ]
-    resources.append(
-        blood_pressure(f"{stamp}-bp", patient_id, v.systolic, v.diastolic, at)
-    )
-    body = json.dumps(bundle(f"{stamp}-vitals", resources), indent=1).encode()
+    body = vital_signs_bundle(patient_id, at, v, demographics)
     writer.add(
         "fhir",
-        f"{stamp}-vitals.json",
+        f"{patient_id}-{at:%Y%m%dT%H%M}-vitals.json",
         body,
         patient_id,
         at,
@@ -275,7 +237,7 @@ def _deteriorating(writer: _Writer, d0: datetime, shared: Path | None) -> None:
         writer,
         pid,
         h(0, 7.5),
-        _Vitals(96, 17, 80, 37.0, 132, 80),
+        VitalSigns(96, 17, 80, 37.0, 132, 80),
         patient(pid, gender="male", birth_date=birth),
     )
     _labs(writer, pid, h(0, 7.75), _Labs(7.4, 1.6, 0.9, 205), birth=birth, sex=sex)
@@ -289,9 +251,12 @@ def _deteriorating(writer: _Writer, d0: datetime, shared: Path | None) -> None:
         sex=sex,
     )
     _vitals(
-        writer, pid, h(0, 20), _Vitals(94, 21, 92, 37.8, 126, 78, temperature_in_f=True)
+        writer,
+        pid,
+        h(0, 20),
+        VitalSigns(94, 21, 92, 37.8, 126, 78, temperature_in_f=True),
     )
-    _vitals(writer, pid, h(1, 6), _Vitals(91, 25, 104, 38.3, 118, 72, 2.0))
+    _vitals(writer, pid, h(1, 6), VitalSigns(91, 25, 104, 38.3, 118, 72, 2.0))
     _labs(writer, pid, h(1, 6.5), _Labs(12.9, 0.8, 9.6, 380), birth=birth, sex=sex)
     _radiograph(
         writer,
@@ -302,7 +267,7 @@ def _deteriorating(writer: _Writer, d0: datetime, shared: Path | None) -> None:
         birth=birth,
         sex=sex,
     )
-    _vitals(writer, pid, h(1, 14), _Vitals(87, 31, 121, 38.8, 104, 62, 6.0))
+    _vitals(writer, pid, h(1, 14), VitalSigns(87, 31, 121, 38.8, 104, 62, 6.0))
     _labs(writer, pid, h(1, 14.5), _Labs(15.2, 0.5, 17.5, 490), birth=birth, sex=sex)
 
 
@@ -313,7 +278,7 @@ def _stable(writer: _Writer, d0: datetime, shared: Path | None) -> None:
         writer,
         pid,
         h(0, 8.2),
-        _Vitals(98, 15, 72, 36.7, 118, 76),
+        VitalSigns(98, 15, 72, 36.7, 118, 76),
         patient(pid, gender="female", birth_date=birth),
     )
     _labs(writer, pid, h(0, 8.3), _Labs(6.1, 2.1, 0.3, 170), birth=birth, sex=sex)
@@ -328,7 +293,7 @@ def _stable(writer: _Writer, d0: datetime, shared: Path | None) -> None:
             birth=birth,
             sex=sex,
         )
-    _vitals(writer, pid, h(1, 9), _Vitals(97, 16, 75, 36.9, 121, 78))
+    _vitals(writer, pid, h(1, 9), VitalSigns(97, 16, 75, 36.9, 121, 78))
     _radiograph(
         writer,
         _chest("RG1_J2KI.dcm"),
@@ -338,7 +303,7 @@ def _stable(writer: _Writer, d0: datetime, shared: Path | None) -> None:
         birth=birth,
         sex=sex,
     )
-    _vitals(writer, pid, h(2, 9), _Vitals(97, 14, 70, 36.8, 119, 77))
+    _vitals(writer, pid, h(2, 9), VitalSigns(97, 14, 70, 36.8, 119, 77))
     if shared is not None:
         source = shared / "dicom" / "dtf_WG04__RG1_JLSN.dcm"
         _radiograph(
