@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import hl7
 import pydicom
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -98,7 +99,16 @@ def patient_key_of(kind: str, body: bytes) -> str:
         if kind == "fhir":
             return _fhir_patient(json.loads(body))
         return _hl7_patient(body.decode("utf-8", "replace"))
-    except (ValueError, KeyError, TypeError, InvalidDicomError, AttributeError):
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        RecursionError,
+        InvalidDicomError,
+        AttributeError,
+        hl7.ParseException,
+    ):
         return "unknown"
 
 
@@ -126,8 +136,6 @@ def _fhir_patient(resource: dict[str, object]) -> str:
 
 
 def _hl7_patient(text: str) -> str:
-    for segment in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
-        if segment.startswith("PID"):
-            fields = segment.split("|")
-            return fields[3].split("^")[0] or "unknown"
-    return "unknown"
+    segments = text.lstrip("\ufeff\x0b").replace("\r\n", "\r").replace("\n", "\r")
+    message = hl7.parse(segments.strip("\x1c\r") + "\r")
+    return str(message.segment("PID")[3][0][0]) or "unknown"
