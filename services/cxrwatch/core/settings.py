@@ -58,6 +58,12 @@ class ServiceSettings(BaseSettings):
     batch_max_records: int = Field(
         64, ge=1, description="Most records taken from the broker in one poll."
     )
+    batch_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        description="How long a poll that found less than a full batch waits "
+        "for more; 0: take what is there (lowest latency at light load).",
+    )
     retry_backoff_max_s: float = Field(
         30.0, gt=0, description="Cap of the back-off while a dependency is down."
     )

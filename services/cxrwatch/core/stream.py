@@ -2,7 +2,10 @@
 
 Life cycle of a poll:
 
-* take up to ``batch_max_records`` records from the assigned partitions;
+* take up to ``batch_max_records`` records from the assigned partitions; with
+  ``CXRWATCH_BATCH_WAIT_MS`` > 0, a poll that found fewer than the
+  processor's preferred batch (``batch_size``, see :class:`Batching`) waits
+  that long from its first record for the rest (see :func:`poll_batch`);
 * hand them to the processor, which returns, per record, the outputs to
   produce or the error that stopped it;
   - :class:`DependencyUnavailable` (Redis, Triton down) stops the batch there:
@@ -29,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -77,6 +80,56 @@ class Processor(Protocol):
         Raise :class:`DependencyUnavailable` with ``.finished`` outcomes for the
         records completed before the dependency failed (see :class:`Stalled`).
         """
+
+
+@runtime_checkable
+class Batching(Protocol):
+    """A processor that works best on batches of a given size (the scorer)."""
+
+    @property
+    def batch_size(self) -> int:
+        """Records the processor would like in one call."""
+
+
+Polled = dict[TopicPartition, list[ConsumerRecord]]
+
+
+class Fetches(Protocol):
+    """The part of AIOKafkaConsumer a poll uses."""
+
+    async def getmany(
+        self,
+        *partitions: TopicPartition,
+        timeout_ms: int = 0,
+        max_records: int | None = None,
+    ) -> Polled: ...
+
+
+async def poll_batch(
+    consumer: Fetches, *, timeout_ms: int, max_records: int, wanted: int, wait_s: float
+) -> Polled:
+    """One poll's records, topped up towards ``wanted`` for at most ``wait_s``.
+
+    The first ``getmany`` waits, as usual, up to ``timeout_ms`` for anything
+    at all. When fewer than ``wanted`` came, it asks again for the rest until
+    ``wait_s`` after the first answer and merges what comes per partition, so
+    each partition's records stay in offset order. Under light load the wait
+    only adds latency (keep it 0 there); under heavy load it fills batches and
+    saves model calls.
+    """
+    got = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+    wanted = min(wanted, max_records)
+    count = sum(len(records) for records in got.values())
+    deadline = time.monotonic() + wait_s
+    while 0 < count < wanted:
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if left_ms <= 0:
+            break
+        more = await consumer.getmany(timeout_ms=left_ms, max_records=wanted - count)
+        for tp, records in more.items():
+            got.setdefault(tp, []).extend(records)
+            count += len(records)
+    return got
 
 
 class Stalled(DependencyUnavailable):
@@ -213,8 +266,12 @@ class StreamService:
         await self.processor.stop()
 
     async def _poll_once(self) -> None:
-        batches = await self._consumer.getmany(
-            timeout_ms=500, max_records=self.settings.batch_max_records
+        batches = await poll_batch(
+            self._consumer,
+            timeout_ms=500,
+            max_records=self.settings.batch_max_records,
+            wanted=self._wanted(),
+            wait_s=self.settings.batch_wait_ms / 1000,
         )
         records = [record for batch in batches.values() for record in batch]
         if not records:
@@ -241,6 +298,11 @@ class StreamService:
             return
         self._rewind(records[len(outcomes) :])
         await self._wait_for_dependency(stalled.cause)
+
+    def _wanted(self) -> int:
+        if isinstance(self.processor, Batching):
+            return self.processor.batch_size
+        return self.settings.batch_max_records
 
     async def _wait_for_dependency(self, cause: DependencyUnavailable) -> None:
         delay = self._backoff.next_delay()

@@ -1,9 +1,9 @@
 """Scorer: inference requests in, risk scores out.
 
 * Consumes ``inference.requests.v1``. Takes what one poll returns (up to
-  ``CXRWATCH_BATCH_MAX_RECORDS``; with ``CXRWATCH_MICRO_BATCH_WAIT_MS`` > 0 the
-  poll waits that long for a full micro-batch, see
-  :mod:`cxrwatch.scorer.filling`) and sends it to the model in micro-batches of
+  ``CXRWATCH_BATCH_MAX_RECORDS``; with ``CXRWATCH_BATCH_WAIT_MS`` > 0 the
+  runtime's poll waits that long for a full micro-batch, the scorer's
+  ``batch_size``) and sends it to the model in micro-batches of
   ``CXRWATCH_MICRO_BATCH_SIZE`` (default: the model's own ``max_batch_size``),
   up to ``CXRWATCH_MAX_INFLIGHT_BATCHES`` of them at once, so that Triton's
   dynamic batcher can merge them and the client prepares one batch while the
@@ -93,11 +93,6 @@ class ScorerSettings(ServiceSettings):
     model_version: str = Field("1", description="Version folder for in-process ONNX.")
     micro_batch_size: int = Field(
         0, ge=0, description="Requests per model call; 0: the model's batch size."
-    )
-    micro_batch_wait_ms: float = Field(
-        0.0,
-        ge=0,
-        description="How long a poll may wait for a full micro-batch; 0: no wait.",
     )
     max_inflight_batches: int = Field(
         2, ge=1, description="Micro-batches sent to the model at once."

@@ -1,18 +1,16 @@
-"""The scorer's micro-batches, their concurrency, the shadow model, the poll's wait."""
+"""The scorer's micro-batches, their concurrency and the shadow model."""
 
 import asyncio
 from typing import Any
 
 import numpy as np
 import pytest
-from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from cxrwatch.core import topics
 from cxrwatch.core.errors import DependencyUnavailable, InvalidInput
 from cxrwatch.core.events import RiskScore
-from cxrwatch.core.stream import Stalled
+from cxrwatch.core.stream import Batching, Stalled
 from cxrwatch.scorer.backends import Batch, OnnxRuntimeBackend, Prediction
-from cxrwatch.scorer.filling import FillingConsumer
 from cxrwatch.scorer.service import Scorer, ScorerSettings, build_processor
 
 from tests.unit.scorer.test_scorer import MANIFEST, MODEL_DIR, record, request
@@ -179,55 +177,8 @@ def test_the_settings_name_the_shadow() -> None:
     assert scorer._shadow.model_name == "cxr_fusion"
 
 
-class QueuedConsumer:
-    """Hands out prepared polls one by one, like AIOKafkaConsumer.getmany."""
+def test_the_scorer_asks_the_runtime_for_its_micro_batch() -> None:
+    scorer = scorer_over(StandInBackend(max_batch_size=8), micro_batch_size=4)
 
-    def __init__(self, polls: list[tuple[float, int]]) -> None:
-        self.polls = polls  # (delay, how many records)
-        self.offset = 0
-        self.asked: list[int] = []
-
-    async def getmany(
-        self, *tps: TopicPartition, **options: Any
-    ) -> dict[TopicPartition, Any]:
-        self.asked.append(options["max_records"])
-        if not self.polls:
-            await asyncio.sleep(options["timeout_ms"] / 1000)
-            return {}
-        delay, n = self.polls.pop(0)
-        if delay * 1000 > options["timeout_ms"]:
-            await asyncio.sleep(options["timeout_ms"] / 1000)
-            self.polls.insert(0, (delay - options["timeout_ms"] / 1000, n))
-            return {}
-        await asyncio.sleep(delay)
-        n = min(n, options["max_records"])
-        made = records(self.offset + n)[self.offset :]
-        self.offset += n
-        return {TopicPartition(topics.INFERENCE_REQUESTS, 0): made}
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.sought = (tp, offset)
-
-
-async def test_a_poll_waits_to_fill_a_micro_batch() -> None:
-    inner = QueuedConsumer([(0, 1), (0.01, 2), (0.01, 5)])
-    consumer = FillingConsumer(inner, lambda: 4, 0.5)
-
-    got = await consumer.getmany(timeout_ms=500, max_records=64)
-
-    [offsets] = [[r.offset for r in rs] for rs in got.values()]
-    assert offsets == [0, 1, 2, 3]
-    assert inner.asked == [64, 3, 1]
-
-
-async def test_a_poll_gives_up_waiting_after_the_wait() -> None:
-    inner = QueuedConsumer([(0, 1), (5.0, 3)])
-    consumer = FillingConsumer(inner, lambda: 4, 0.05)
-
-    started = asyncio.get_running_loop().time()
-    got = await consumer.getmany(timeout_ms=500, max_records=64)
-
-    assert sum(len(rs) for rs in got.values()) == 1
-    assert asyncio.get_running_loop().time() - started < 0.5
-    consumer.seek(TopicPartition(topics.INFERENCE_REQUESTS, 0), 1)
-    assert inner.sought[1] == 1
+    assert isinstance(scorer, Batching)
+    assert scorer.batch_size == 4
