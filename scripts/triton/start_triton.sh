@@ -74,6 +74,8 @@ exec "$server_dir/bin/tritonserver" \
   --grpc-address="$host" --grpc-port="$grpc_port" \
   --metrics-address="$host" --metrics-port="$metrics_port" \
   --allow-gpu-metrics=false \
+  --metrics-config=summary_latencies=true \
+  --metrics-config=summary_quantiles=0.5:0.05,0.9:0.01,0.99:0.001 \
   --pinned-memory-pool-byte-size=0 \
   --backend-config="python,shm-region-prefix-name=cxrwatch_${grpc_port}_" \
   --backend-config="python,shm-default-byte-size=16777216" \
