@@ -9,7 +9,14 @@
   consumer's heartbeats, and in a thread it would still hold the GIL through
   pydicom's parsing. A process also contains a codec that crashes: the pool
   is rebuilt, the records it was holding are retried one at a time, and the
-  one that kills a fresh worker alone is dead-lettered;
+  one that kills a fresh worker alone is dead-lettered. A decode that runs
+  past ``CXRWATCH_DECODE_TIMEOUT_S`` (a codec in a loop) has its workers
+  killed and is dead-lettered the same way. After
+  ``CXRWATCH_DECODE_TASKS_PER_WORKER`` objects per worker the pool is retired
+  (it finishes what it holds) and a fresh one takes the next objects, which
+  bounds what a codec leaks. The service does this itself: Python 3.11's own
+  ``max_tasks_per_child`` loses the work queued to a retiring worker and
+  hangs the pool (it did, after exactly 500 objects under load);
 * **emits** ``imaging.radiographs.v1``: a :class:`~cxrwatch.core.events.Radiograph`
   keyed by its Patient ID, ``ce_type`` ``org.cxrwatch.radiograph.v1``,
   ``ce_id`` = ``radiograph_id`` = uuid5 of the SOP Instance UID, so that a
@@ -70,6 +77,12 @@ class ImagingSettings(ServiceSettings):
         500,
         ge=1,
         description="Objects a worker decodes before it is replaced, bounding leaks.",
+    )
+    decode_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest one object may take to decode before its worker "
+        "is killed and the object dead-lettered.",
     )
 
     @field_validator("facility_timezone")
@@ -140,6 +153,7 @@ class ImagingProcessor:
         self.settings = settings
         self._image = image
         self._pool: Pool | None = None
+        self._pool_tasks = 0
 
     @property
     def image(self) -> ImageSpec:
@@ -195,7 +209,7 @@ class ImagingProcessor:
         self, record: ConsumerRecord, pending: Decoding, pool: Pool
     ) -> list[Output]:
         try:
-            result = await pending
+            result = await self._decoded(pending, pool)
         except NotScored as skip:
             SKIPPED.labels(SERVICE, skip.reason).inc()
             logger.info(
@@ -228,6 +242,20 @@ class ImagingProcessor:
             )
         ]
 
+    async def _decoded(self, pending: Decoding, pool: Pool) -> RadiographRecord:
+        """The worker's result, or its pool killed when it takes too long."""
+        timeout = self.settings.decode_timeout_s
+        try:
+            return await asyncio.wait_for(pending, timeout)
+        except TimeoutError:
+            self._kill(pool)
+            raise InvalidInput(
+                f"decoding took longer than {timeout:g} s "
+                "(CXRWATCH_DECODE_TIMEOUT_S); the decoder was killed and "
+                "restarted, and this object is dead-lettered so the partition "
+                "goes on"
+            ) from None
+
     async def _retry_alone(
         self, record: ConsumerRecord, broken: Pool
     ) -> RadiographRecord:
@@ -235,7 +263,7 @@ class ImagingProcessor:
         self._discard(broken)
         decoding, pool = self._submit(record)
         try:
-            return await decoding
+            return await self._decoded(decoding, pool)
         except BrokenProcessPool as exc:
             self._discard(pool)
             raise InvalidInput(
@@ -245,9 +273,33 @@ class ImagingProcessor:
             ) from exc
 
     def _ensure_pool(self) -> Pool:
+        """The pool for the next object; retires one that has done its share."""
+        share = self.settings.decode_tasks_per_worker * self.settings.decode_workers
+        if self._pool is not None and self._pool_tasks >= share:
+            logger.info("imaging retires its decoder pool after %d objects", share)
+            # Queued decodes still finish in the retired pool; its workers
+            # exit after them.
+            self._pool.shutdown(wait=False)
+            self._pool = None
         if self._pool is None:
             self._pool = self._new_pool()
+            self._pool_tasks = 0
+        self._pool_tasks += 1
         return self._pool
+
+    def _kill(self, pool: Pool) -> None:
+        """Kill a pool whose worker does not come back, and drop it."""
+        logger.warning("imaging decoder did not finish in time; killing its pool")
+        # The executor has no public way to stop a running task before
+        # Python 3.14 (terminate_workers); its process table is the one way.
+        processes = getattr(pool, "_processes", None) or {}
+        for process in list(processes.values()):
+            process.kill()
+        # The objects queued behind it fail with BrokenProcessPool and are
+        # retried alone, as after a crash.
+        pool.shutdown(wait=False)
+        if self._pool is pool:
+            self._pool = None
 
     def _discard(self, broken: Pool) -> None:
         """Drop a broken pool, once: the next submission starts a new one."""
@@ -263,5 +315,4 @@ class ImagingProcessor:
             max_workers=self.settings.decode_workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_quiet_worker,
-            max_tasks_per_child=self.settings.decode_tasks_per_worker,
         )

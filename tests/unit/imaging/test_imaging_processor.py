@@ -97,3 +97,40 @@ async def test_a_dead_worker_is_replaced_and_the_batch_goes_on(
 async def test_settings_refuse_an_unknown_time_zone() -> None:
     with pytest.raises(ValueError, match="is not an IANA time zone"):
         ImagingSettings(facility_timezone="Mars/Olympus")
+
+
+async def test_the_pool_is_replaced_after_its_share_and_nothing_queued_is_lost() -> (
+    None
+):
+    # Python 3.11's max_tasks_per_child hung here: a batch straddling a
+    # worker's retirement never finished.
+    settings = ImagingSettings(decode_workers=1, decode_tasks_per_worker=3)
+    running = ImagingProcessor(settings, image=MODEL_SPEC)
+    await running.start()
+    chest = sample("RG1_J2KI.dcm")
+    pools = set()
+    try:
+        for first in range(0, 10, 5):
+            batch = [_record(first + n, chest) for n in range(5)]
+            outcomes = await asyncio.wait_for(running.process(batch), 120)
+            assert [type(o) for o in outcomes] == [list] * 5
+            pools.add(id(running._pool))
+    finally:
+        await running.stop()
+    assert len(pools) == 2
+
+
+async def test_a_decode_past_its_time_is_dead_lettered_and_the_next_goes_on() -> None:
+    settings = ImagingSettings(decode_workers=1, decode_timeout_s=0.001)
+    running = ImagingProcessor(settings, image=MODEL_SPEC)
+    await running.start()
+    chest = sample("RG1_J2KI.dcm")
+    try:
+        [slow] = await running.process([_record(0, chest)])
+        assert isinstance(slow, InvalidInput)
+        assert "CXRWATCH_DECODE_TIMEOUT_S" in str(slow)
+        running.settings.decode_timeout_s = 120
+        [fine] = await running.process([_record(1, chest)])
+    finally:
+        await running.stop()
+    assert isinstance(fine, list) and fine[0].key == "9RG1"
