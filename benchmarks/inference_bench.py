@@ -75,14 +75,21 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "cxr_fusion"
 MANIFEST = load_manifest(MODEL / "features.json")
 BATCHES = (1, 8, 32)
-# The same thread count the CPU config gives the model inside Triton.
-THREADS = int(
-    re.search(
-        r'"intra_op_threads".*?string_value: "(\d+)"',
+
+
+def _config_parameter(key: str) -> str:
+    found = re.search(
+        rf'"{key}".*?string_value: "(\w+)"',
         (MODEL / "config.pbtxt").read_text("utf-8"),
         re.S,
-    ).group(1)  # type: ignore[union-attr]
-)
+    )
+    assert found is not None, f"config.pbtxt has no parameter {key}"
+    return found.group(1)
+
+
+# The same session options the CPU config gives the model inside Triton.
+THREADS = int(_config_parameter("intra_op_threads"))
+SPINNING = _config_parameter("allow_spinning")
 
 
 def _batch(n: int, seed: int = 5) -> Batch:
@@ -106,6 +113,7 @@ def _session() -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = THREADS
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", SPINNING)
     return ort.InferenceSession(
         str(MODEL / "1" / "model.onnx"), options, providers=["CPUExecutionProvider"]
     )
@@ -724,6 +732,8 @@ def end_to_end(
     try:
         stack.start()
         before = batching_counts(settings.triton_metrics_port)
+        cpu_before = _stack_cpu(stack)
+        loaded = time.perf_counter()
         sent = asyncio.run(send_load(stack.bootstrap, sends))
         in_run = latency_summaries(settings.triton_metrics_port)
         drained = time.perf_counter()
@@ -734,11 +744,27 @@ def end_to_end(
             flush=True,
         )
         after = batching_counts(settings.triton_metrics_port)
+        _cpu_rows(report, cpu_before, _stack_cpu(stack), time.perf_counter() - loaded)
         found = asyncio.run(read_times(stack.bootstrap))
     finally:
         stack.stop()
         _clear_redis(stack.redis_url, settings.redis_prefix)
     _e2e_rows(report, sent, found, compute_p99, (before, after), in_run)
+
+
+def _stack_cpu(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each component (its whole process session)."""
+    return {child.name: session_cpu_s(child.process.pid) for child in stack.children}
+
+
+def _cpu_rows(
+    report: Report, before: dict[str, float], after: dict[str, float], wall_s: float
+) -> None:
+    """Where the CPU went: cores each component used over the load and drain."""
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    for name, cpu_s in sorted(used.items(), key=lambda item: -item[1]):
+        report.add("e2e", f"CPU of {name}", "-", cpu_s / wall_s, "cores", None)
+    report.add("e2e", "CPU of the stack", "-", sum(used.values()) / wall_s, "cores")
 
 
 def _clear_redis(url: str, prefix: str) -> None:
@@ -850,7 +876,8 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     print(
         f"inference benchmark: {os.cpu_count()} CPUs, load average "
-        f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; model threads {THREADS}; "
+        f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; model threads {THREADS} "
+        f"(spinning {SPINNING}); "
         f"onnxruntime {ort.__version__}",
         flush=True,
     )

@@ -20,6 +20,7 @@ onnxruntime session on the same ONNX file, in this process.
 import asyncio
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.error
@@ -460,3 +461,18 @@ async def _dead_letters(bootstrap: str, source: str) -> list[dict[str, Any]]:
     finally:
         await consumer.stop()
     return [letter for letter in found if letter["source_topic"] == source]
+
+
+def test_the_served_session_takes_the_configs_thread_settings(
+    triton: TritonServer,
+) -> None:
+    # The CPU config turns onnxruntime's spinning off; the adapter must pass it
+    # on, or the model's idle threads take the other services' cores. (The
+    # test repository runs one thread per model, see lay_out_repository.)
+    loaded = re.findall(
+        r"cxr_fusion loaded path=\S+/cxr_fusion/1/model.onnx "
+        r"intra_op_threads=(\d+) allow_spinning=(\d)",
+        triton.log.read_text(errors="replace"),
+    )
+    assert loaded, "the adapter logged no session settings"
+    assert set(loaded) == {("1", "0")}  # once per (re)start of the server

@@ -6,8 +6,9 @@ production GPU config (``../config.gpu.pbtxt``) serves with Triton's own ONNX
 Runtime backend. This file must stay a thin adapter: no preprocessing, no
 normalisation; the services send model-ready tensors.
 
-- reads: model config parameter ``intra_op_threads`` (0 = onnxruntime's
-  default) and the ONNX file beside this one;
+- reads: model config parameters ``intra_op_threads`` (0 = onnxruntime's
+  default) and ``allow_spinning`` ("1", onnxruntime's default, or "0"), and
+  the ONNX file beside this one;
 - executes: every request of a dynamic batch is concatenated into one
   onnxruntime call, then the outputs are split back per request;
 - on error: each request of the failed batch gets a Triton error response.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,6 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
-
-logger = logging.getLogger(__name__)
 
 INPUT_NAMES = ("image", "clinical", "clinical_mask")
 ORT_ERRORS = (
@@ -47,17 +45,19 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        spinning = _parameter(config, "allow_spinning", "1")
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         model_path = Path(args["model_repository"]) / args["model_version"]
         model_path = model_path / "model.onnx"
         self.session = ort.InferenceSession(
             str(model_path), options, providers=["CPUExecutionProvider"]
         )
         self.output_names = [output["name"] for output in config["output"]]
-        logger.info(
-            "cxr_fusion loaded path=%s intra_op_threads=%d onnxruntime=%s",
-            model_path,
-            threads,
-            ort.__version__,
+        # Triton's own log, where an operator looks: the stub's Python
+        # logging has no handler.
+        pb_utils.Logger.log_info(
+            f"cxr_fusion loaded path={model_path} intra_op_threads={threads} "
+            f"allow_spinning={spinning} onnxruntime={ort.__version__}"
         )
 
     def execute(self, requests: list[Any]) -> list[Any]:
