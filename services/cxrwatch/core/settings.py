@@ -35,8 +35,13 @@ class ServiceSettings(BaseSettings):
     )
     kafka_fetch_max_wait_ms: int = Field(
         50,
-        ge=0,
-        description="Longest a fetch waits for records; each hop adds up to this.",
+        ge=1,
+        description="Longest the broker holds a fetch that found no records. "
+        "Apache Kafka answers as soon as a record arrives; the embedded Tansu "
+        "re-checks at half the wait, then 3/4, 7/8..., so a hop waits up to "
+        "about half of it (p99 29 ms at 50, 16-25 ms at 20) and every idle "
+        "consumer costs it CPU (9 % of a core for six at 50, 14 % at 20, 34 % "
+        "at 5). 0 is refused: Tansu then answers with no records at all.",
     )
     kafka_create_topics: bool = Field(
         True, description="Create missing topics at start; off where Strimzi does."
