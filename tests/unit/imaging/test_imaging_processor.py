@@ -11,6 +11,7 @@ from cxrwatch.core.errors import InvalidInput, MissingPatient
 from cxrwatch.core.events import Radiograph
 from cxrwatch.core.ids import deterministic_id
 from cxrwatch.core.metrics import SKIPPED
+from cxrwatch.core.settings import ServiceSettings
 from cxrwatch.imaging.service import ImagingProcessor, ImagingSettings
 
 from tests.unit.imaging.samples import FODICOM_CHEST, MODEL_SPEC, dataset, sample
@@ -134,3 +135,13 @@ async def test_a_decode_past_its_time_is_dead_lettered_and_the_next_goes_on() ->
     finally:
         await running.stop()
     assert isinstance(fine, list) and fine[0].key == "9RG1"
+
+
+def test_a_poll_takes_few_objects_so_the_first_is_not_held_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A poll's events leave together once its last object is decoded.
+    assert ImagingSettings().batch_max_records == 8
+    assert ImagingSettings().batch_max_records < ServiceSettings().batch_max_records
+    monkeypatch.setenv("CXRWATCH_BATCH_MAX_RECORDS", "2")
+    assert ImagingSettings().batch_max_records == 2
