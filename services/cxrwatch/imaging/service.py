@@ -56,6 +56,7 @@ from cxrwatch.core.metrics import SKIPPED
 from cxrwatch.core.settings import ServiceSettings
 from cxrwatch.core.stream import Outcome, process_each
 from cxrwatch.imaging.decode import CE_TYPE, read_radiograph
+from cxrwatch.imaging.jpeg2000 import reduced_decoding_available
 from cxrwatch.imaging.policy import NotScored
 
 logger = logging.getLogger(__name__)
@@ -150,6 +151,11 @@ def _quiet_worker() -> None:
     logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
+def _warm_up() -> bool:
+    """Load what decoding needs in a new worker (this module, OpenJPEG)."""
+    return reduced_decoding_available()
+
+
 class ImagingProcessor:
     """Turns DICOM records into radiograph events; see the module docstring."""
 
@@ -161,6 +167,7 @@ class ImagingProcessor:
         self._image = image
         self._pool: Pool | None = None
         self._pool_tasks = 0
+        self._successor: Pool | None = None
 
     @property
     def image(self) -> ImageSpec:
@@ -182,9 +189,10 @@ class ImagingProcessor:
 
     async def stop(self) -> None:
         """Stop the decoding processes."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for pool in (self._pool, self._successor):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._successor = None
 
     async def process(self, records: Sequence[ConsumerRecord]) -> list[Outcome]:
         """Decode the batch in parallel, then finish each record in order."""
@@ -280,7 +288,12 @@ class ImagingProcessor:
             ) from exc
 
     def _ensure_pool(self) -> Pool:
-        """The pool for the next object; retires one that has done its share."""
+        """The pool for the next object; retires one that has done its share.
+
+        A worker takes about a second to start (pydicom, numpy, OpenJPEG), so
+        the successor starts, and warms up, while the last tenth of the share
+        is decoded: the switch then costs no object a wait.
+        """
         share = self.settings.decode_tasks_per_worker * self.settings.decode_workers
         if self._pool is not None and self._pool_tasks >= share:
             logger.info("imaging retires its decoder pool after %d objects", share)
@@ -289,9 +302,11 @@ class ImagingProcessor:
             self._pool.shutdown(wait=False)
             self._pool = None
         if self._pool is None:
-            self._pool = self._new_pool()
+            self._pool, self._successor = self._successor or self._new_pool(), None
             self._pool_tasks = 0
         self._pool_tasks += 1
+        if self._successor is None and self._pool_tasks >= share - share // 10:
+            self._successor = self._new_pool()
         return self._pool
 
     def _kill(self, pool: Pool) -> None:
@@ -316,10 +331,14 @@ class ImagingProcessor:
             self._pool = None
 
     def _new_pool(self) -> Pool:
+        """A pool whose workers start now, not at the first object."""
         _one_thread_per_worker()
         # spawn, not fork: the parent runs an event loop and client threads.
-        return concurrent.futures.ProcessPoolExecutor(
+        pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=self.settings.decode_workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_quiet_worker,
         )
+        for _ in range(self.settings.decode_workers):
+            pool.submit(_warm_up)
+        return pool

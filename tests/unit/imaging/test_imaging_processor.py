@@ -121,6 +121,24 @@ async def test_the_pool_is_replaced_after_its_share_and_nothing_queued_is_lost()
     assert len(pools) == 2
 
 
+async def test_the_next_pool_starts_before_the_last_is_retired() -> None:
+    settings = ImagingSettings(decode_workers=1, decode_tasks_per_worker=10)
+    running = ImagingProcessor(settings, image=MODEL_SPEC)
+    try:
+        first = running._ensure_pool()
+        for _ in range(7):  # objects 2 to 8 of 10
+            assert running._ensure_pool() is first
+        assert running._successor is None
+        assert running._ensure_pool() is first  # the share's last tenth
+        successor = running._successor
+        assert successor is not None
+        assert running._ensure_pool() is first
+        assert running._ensure_pool() is successor
+        assert running._successor is None
+    finally:
+        await running.stop()
+
+
 async def test_a_decode_past_its_time_is_dead_lettered_and_the_next_goes_on() -> None:
     settings = ImagingSettings(decode_workers=1, decode_timeout_s=0.001)
     running = ImagingProcessor(settings, image=MODEL_SPEC)
