@@ -858,8 +858,8 @@ def write_csv(path: Path, rows: list[Row]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the three parts and print the table; 0 unless a part failed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
-    parser.add_argument("--min-seconds", type=float, default=1.5, help="per figure")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds")
+    parser.add_argument("--min-seconds", type=float, default=3.0, help="per figure")
     parser.add_argument("--load-seconds", type=float, default=15.0)
     parser.add_argument("--e2e-seconds", type=float, default=60.0)
     parser.add_argument("--image-rate", type=float, default=10.0)
