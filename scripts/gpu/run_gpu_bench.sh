@@ -10,7 +10,7 @@
 #                or a server built with that backend) on PATH; the repository
 #                is staged with config.gpu.pbtxt copied over config.pbtxt
 #                (ONNX Runtime + TensorRT FP16, dynamic batching, 2 instances),
-#                exactly as the deploy's `fill-model-repository DEST --gpu` does.
+#                exactly as the deploy's `CXRWATCH_TRITON_CONFIG=gpu fill-model-repository DEST` does.
 #   python-gpu   the fallback when no such server exists: the nvidia-pytriton
 #                wheel's tritonserver (Python backend only) runs
 #                scripts/gpu/python_gpu_model.py, which opens model.onnx with

@@ -366,10 +366,15 @@ def test_healthcheck_fails_when_nothing_listens() -> None:
     assert run_healthcheck({"CXRWATCH_HEALTH_PORT": port}) == 1
 
 
-def fill(source: Path, destination: Path, *args: str) -> subprocess.CompletedProcess:
+def fill(
+    source: Path, destination: Path, *args: str, config: str | None = None
+) -> subprocess.CompletedProcess:
+    env = {"MODEL_REPOSITORY_SOURCE": str(source), "PATH": "/usr/bin:/bin"}
+    if config is not None:
+        env["CXRWATCH_TRITON_CONFIG"] = config
     return subprocess.run(
         ["sh", str(DOCKER / "fill-model-repository.sh"), str(destination), *args],
-        env={"MODEL_REPOSITORY_SOURCE": str(source), "PATH": "/usr/bin:/bin"},
+        env=env,
         capture_output=True,
         text=True,
         timeout=30,
@@ -398,15 +403,41 @@ def test_fill_copies_the_repository(model_source: Path, tmp_path: Path) -> None:
     assert (model / "1" / "model.onnx").read_bytes() == b"onnx"
 
 
-def test_fill_puts_the_gpu_configuration_in_place(
+@pytest.mark.parametrize(
+    ("args", "config", "served"),
+    [
+        ((), "gpu", "gpu"),
+        (("--gpu",), None, "gpu"),
+        ((), "cpu", "cpu"),
+        ((), None, "cpu"),
+    ],
+)
+def test_one_variable_chooses_the_configuration(
+    model_source: Path,
+    tmp_path: Path,
+    args: tuple[str, ...],
+    config: str | None,
+    served: str,
+) -> None:
+    (tmp_path / "models").mkdir()
+
+    result = fill(model_source, tmp_path / "models", *args, config=config)
+
+    assert result.returncode == 0, result.stderr
+    config_file = tmp_path / "models" / "cxr_fusion" / "config.pbtxt"
+    assert config_file.read_text() == served
+
+
+def test_an_unknown_configuration_is_refused(
     model_source: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "models").mkdir()
 
-    result = fill(model_source, tmp_path / "models", "--gpu")
+    result = fill(model_source, tmp_path / "models", config="tpu")
 
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "models" / "cxr_fusion" / "config.pbtxt").read_text() == "gpu"
+    assert result.returncode == 2
+    assert "CXRWATCH_TRITON_CONFIG=tpu" in result.stderr
+    assert not (tmp_path / "models" / "cxr_fusion").exists()
 
 
 def test_fill_also_takes_a_gpu_configuration_from_configs(

@@ -159,7 +159,8 @@ def test_triton_runs_on_gpu_nodes_with_a_gpu() -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
     (init,) = pod_spec["initContainers"]
-    assert init["args"] == ["/models", "--gpu"]
+    assert init["args"] == ["/models"]
+    assert {"name": "CXRWATCH_TRITON_CONFIG", "value": "gpu"} in init["env"]
 
 
 def test_dev_needs_no_gpu_and_scores_in_process() -> None:
