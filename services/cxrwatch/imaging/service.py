@@ -27,7 +27,9 @@
 * **dead-letters** (through the runtime, which catches the handler's error):
   bytes that are no DICOM, truncated or damaged pixel data, a transfer syntax
   or photometric interpretation that is refused (both named), a missing or
-  undecodable Patient ID, no acquisition time;
+  undecodable Patient ID, no acquisition time, an acquisition time more than
+  ``CXRWATCH_IMAGING_MAX_FUTURE_MINUTES`` ahead of now (a wrong modality clock
+  would make a patient's newest image, and age, years ahead);
 * **commits**: the runtime commits a record's offset once its outputs, or its
   dead letter, are acknowledged by the broker; a skipped record has none and is
   committed with its batch. A crash before that redelivers it.
@@ -42,6 +44,7 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiokafka import ConsumerRecord
@@ -92,6 +95,11 @@ class ImagingSettings(ServiceSettings):
         description="Longest one object may take to decode before its worker "
         "is killed and the object dead-lettered.",
     )
+    imaging_max_future_minutes: float = Field(
+        60.0,
+        ge=0,
+        description="How far past now an acquisition time may lie (clock skew).",
+    )
 
     @field_validator("facility_timezone")
     @classmethod
@@ -114,6 +122,7 @@ class RadiographRecord:
     radiograph_id: str
     value: bytes
     reduction: int
+    acquired_at: datetime
 
 
 def radiograph_record(raw: bytes, image: ImageSpec, zone: str) -> RadiographRecord:
@@ -125,6 +134,7 @@ def radiograph_record(raw: bytes, image: ImageSpec, zone: str) -> RadiographReco
         radiograph_id=event.radiograph_id,
         value=event.model_dump_json().encode(),
         reduction=decoded.reduction,
+        acquired_at=event.acquired_at,
     )
 
 
@@ -237,6 +247,7 @@ class ImagingProcessor:
             return []
         except BrokenProcessPool:
             result = await self._retry_alone(record, pool)
+        self._refuse_future(result)
         logger.info(
             "imaging radiograph %s for %s from %s[%d]@%d, decoded at 1/%d",
             result.radiograph_id,
@@ -256,6 +267,15 @@ class ImagingProcessor:
                 ce_source=CE_SOURCE,
             )
         ]
+
+    def _refuse_future(self, result: RadiographRecord) -> None:
+        tolerance = self.settings.imaging_max_future_minutes
+        if result.acquired_at > datetime.now(UTC) + timedelta(minutes=tolerance):
+            raise InvalidInput(
+                f"acquired in the future, at {result.acquired_at.isoformat()}; "
+                "check the modality's clock (tolerance "
+                f"CXRWATCH_IMAGING_MAX_FUTURE_MINUTES={tolerance:g})"
+            )
 
     async def _decoded(self, pending: Decoding, pool: Pool) -> RadiographRecord:
         """The worker's result, or its pool killed when it takes too long."""

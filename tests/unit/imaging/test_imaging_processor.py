@@ -3,6 +3,8 @@
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from aiokafka.structs import ConsumerRecord
@@ -13,6 +15,8 @@ from cxrwatch.core.ids import deterministic_id
 from cxrwatch.core.metrics import SKIPPED
 from cxrwatch.core.settings import ServiceSettings
 from cxrwatch.imaging.service import ImagingProcessor, ImagingSettings
+from cxrwatch.scenario.dicom import reidentify
+from pydicom.data import get_testdata_file
 
 from tests.unit.imaging.samples import FODICOM_CHEST, MODEL_SPEC, dataset, sample
 
@@ -163,3 +167,37 @@ def test_a_poll_takes_few_objects_so_the_first_is_not_held_long(
     assert ImagingSettings().batch_max_records < ServiceSettings().batch_max_records
     monkeypatch.setenv("CXRWATCH_BATCH_MAX_RECORDS", "2")
     assert ImagingSettings().batch_max_records == 2
+
+
+def _chest_acquired(at: datetime) -> bytes:
+    return reidentify(
+        Path(str(get_testdata_file("RG1_J2KI.dcm"))),
+        patient_id="FUT-1",
+        patient_name="Future^Test",
+        birth_date=date(1951, 3, 2),
+        sex="F",
+        acquired_at=at,
+        seed=f"future-{at.isoformat()}",
+    )
+
+
+async def test_an_image_acquired_in_the_future_is_refused(
+    processor: ImagingProcessor,
+) -> None:
+    # A modality clock in 2199 made the patient 247 years old and raised a
+    # critical alert that stayed at the top of the list.
+    now = datetime.now(UTC).replace(microsecond=0)
+    records = [
+        _record(0, _chest_acquired(now + timedelta(days=1))),
+        _record(1, _chest_acquired(now + timedelta(minutes=30))),
+        _record(2, _chest_acquired(datetime(2199, 1, 1, tzinfo=UTC))),
+    ]
+
+    tomorrow, skewed, far = await processor.process(records)
+
+    assert isinstance(tomorrow, InvalidInput)
+    assert "acquired in the future" in str(tomorrow)
+    assert "CXRWATCH_IMAGING_MAX_FUTURE_MINUTES=60" in str(tomorrow)
+    assert isinstance(skewed, list) and len(skewed) == 1  # within the tolerance
+    assert isinstance(far, InvalidInput)
+    assert "2199-01-01T00:00:00+00:00" in str(far)
