@@ -37,7 +37,9 @@ def record(topic: str, offset: int, body: bytes) -> ConsumerRecord:
     )
 
 
-def radiograph_record(offset: int = 0) -> ConsumerRecord:
+def radiograph_record(
+    offset: int = 0, birth_date: str | None = None, sex: str | None = None
+) -> ConsumerRecord:
     image = Radiograph(
         radiograph_id="rad-1",
         patient_key=PATIENT,
@@ -49,8 +51,39 @@ def radiograph_record(offset: int = 0) -> ConsumerRecord:
         transfer_syntax_uid="1.2.840.10008.1.2.1",
         photometric_interpretation="MONOCHROME1",
         image=Tensor.from_array(np.full((1, 224, 224), 0.5, dtype=np.float32)),
+        patient_birth_date=birth_date,
+        patient_sex=sex,
     )
     return record(topics.IMAGING_RADIOGRAPHS, offset, image.model_dump_json().encode())
+
+
+async def test_a_patient_the_ehr_has_not_described_takes_age_and_sex_from_the_header(
+    redis_url: str, redis_prefix: str
+) -> None:
+    settings = JoinerSettings(
+        redis_url=redis_url, redis_prefix=redis_prefix, model_repository=MODELS
+    )
+    joiner = Joiner(settings, MANIFEST)
+    client = aioredis.from_url(redis_url)
+    try:
+        [request] = requests_of(
+            await joiner.process([radiograph_record(birth_date="1946-03-02", sex="F")])
+        )
+        store = ObservationStore(client, MANIFEST, prefix=redis_prefix)
+        await store.put_demographics(PATIENT, birth_date=date(1956, 3, 2), sex="M")
+        [ehr_first] = requests_of(
+            await joiner.process([radiograph_record(birth_date="1946-03-02", sex="F")])
+        )
+    finally:
+        await joiner.stop()
+        await client.aclose()
+    # Born 1946-03-02: 80 at T by the header; the EHR's 1956 birth date wins once known.
+    assert request.clinical_values["age"] == pytest.approx(80.0, abs=0.01)
+    assert request.clinical_values["sex"] == 0.0
+    age_index = MANIFEST.names.index("age")
+    assert request.clinical_mask[age_index] == 1.0
+    assert ehr_first.clinical_values["age"] == pytest.approx(70.0, abs=0.01)
+    assert ehr_first.clinical_values["sex"] == 1.0
 
 
 def requests_of(outcomes: list) -> list[InferenceRequest]:

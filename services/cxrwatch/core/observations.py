@@ -536,6 +536,30 @@ class ObservationStore:
 _SEX_VALUES: dict[str, float | None] = {"M": 1.0, "F": 0.0, "O": None}
 
 
+def with_demographics(
+    snapshot: ClinicalSnapshot, birth_date: date | None, sex: Sex | None
+) -> ClinicalSnapshot:
+    """``snapshot`` with age and sex from another source where it has none.
+
+    The EHR's (FHIR Patient, HL7 PID) stay first; the image's header fills
+    in for a patient the EHR has not described yet.
+    """
+    if snapshot.as_of is None:
+        return snapshot
+    values, observed_at = dict(snapshot.values), dict(snapshot.observed_at)
+    if "age" in values and values["age"] is None and birth_date is not None:
+        demographics = {"birth_date": birth_date.isoformat()}
+        values["age"], observed_at["age"] = _age(
+            demographics, snapshot.as_of, None, None
+        )
+    if "sex" in values and values["sex"] is None and sex is not None:
+        values["sex"] = _SEX_VALUES[sex]
+        observed_at["sex"] = snapshot.as_of if values["sex"] is not None else None
+    return ClinicalSnapshot(
+        values=values, observed_at=observed_at, as_of=snapshot.as_of
+    )
+
+
 def _age(
     demographics: dict[str, str],
     as_of: datetime,

@@ -5,6 +5,9 @@
 * A radiograph acquired at T is joined with each feature's latest value in
   [T - look-back, T] (per-feature look-back from the manifest) and emitted on
   ``inference.requests.v1``; it is remembered for the validity window.
+* Age and sex come from the EHR (FHIR Patient, HL7 PID); where it has none
+  yet, from the image's header (birth date, sex), so a patient imaged before
+  any EHR message is not scored as the average patient.
 * Values already stored for a time after T (they overtook the image) score it
   once more, as of the newest of them, unless a later image supersedes it.
 * A clinical update re-joins the patient's remembered radiographs:
@@ -21,7 +24,7 @@
 import hashlib
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 import redis.asyncio as aioredis
@@ -40,7 +43,7 @@ from cxrwatch.core.ids import deterministic_id, patient_ref
 from cxrwatch.core.kafka import Output
 from cxrwatch.core.manifest import FeatureManifest, load_manifest
 from cxrwatch.core.news2 import news2
-from cxrwatch.core.observations import ObservationStore
+from cxrwatch.core.observations import ObservationStore, with_demographics
 from cxrwatch.core.settings import ServiceSettings
 from cxrwatch.core.stream import Outcome, process_each
 from cxrwatch.joiner.recent import RecentRadiographs
@@ -154,7 +157,11 @@ class Joiner:
         as_of: datetime,
         trigger: Literal["radiograph", "clinical-update"],
     ) -> InferenceRequest:
-        snapshot = await self._observations.snapshot(radiograph.patient_key, as_of)
+        snapshot = with_demographics(
+            await self._observations.snapshot(radiograph.patient_key, as_of),
+            _header_birth_date(radiograph),
+            radiograph.patient_sex,
+        )
         vector = build_vector(self._manifest, snapshot)
         fingerprint = hashlib.sha256(
             repr((vector.values, vector.mask)).encode()
@@ -188,6 +195,12 @@ class Joiner:
             ce_id=request.request_id,
             ce_source="cxrwatch/joiner",
         )
+
+
+def _header_birth_date(radiograph: Radiograph) -> date | None:
+    if radiograph.patient_birth_date is None:
+        return None
+    return date.fromisoformat(radiograph.patient_birth_date)
 
 
 def build_processor(settings: JoinerSettings) -> Joiner:

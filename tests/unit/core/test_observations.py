@@ -18,6 +18,7 @@ from cxrwatch.core.observations import (
     ObservationStore,
     PatientWrite,
     StoredObservation,
+    with_demographics,
 )
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -216,6 +217,24 @@ async def test_demographics_give_age_and_sex(store):
     assert snapshot.values["age"] == pytest.approx(61.0, abs=0.01)  # kept
     await store.put_demographics("p1", birth_date=None, sex="O")
     assert (await store.snapshot("p1", T0)).values["sex"] is None
+
+
+async def test_the_image_header_fills_only_what_the_ehr_left_out(store):
+    # Born 1960-03-09, as of 2021-03-09 12:00: 61 years and half a day.
+    unknown = await store.snapshot("p1", T0)
+    filled = with_demographics(unknown, date(1960, 3, 9), "F")
+    assert filled.values["age"] == pytest.approx(61.0, abs=0.01)
+    assert filled.values["sex"] == 0.0
+    assert filled.observed_at["age"] == T0
+
+    await store.put_demographics("p1", birth_date=date(1970, 3, 9), sex="M")
+    known = with_demographics(await store.snapshot("p1", T0), date(1960, 3, 9), "F")
+    assert known.values["age"] == pytest.approx(51.0, abs=0.01)  # the EHR's
+    assert known.values["sex"] == 1.0
+
+    unborn = with_demographics(unknown, date(2030, 1, 1), "O")
+    assert unborn.values["age"] is None
+    assert unborn.values["sex"] is None
 
 
 async def test_age_falls_back_to_a_stated_age(store):
