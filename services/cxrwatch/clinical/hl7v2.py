@@ -4,8 +4,10 @@ Parsing follows python-hl7: a message with the standard delimiters
 (``|^~\\&``) is split directly into its fields, which reads exactly what the
 library's parse tree holds (a test compares every field, repetition, component
 and subcomponent the reader can ask for) at a tenth of the cost; any other is
-parsed by the library. Unescaping is always the library's. Around it this
-module accepts what feeds really send:
+parsed by the library once MSH-1 and MSH-2 are known to be usable delimiters
+(the library would split a message by letters or repeated characters into
+nonsense; such a message is refused naming MSH-1 or MSH-2). Unescaping is
+always the library's. Around it this module accepts what feeds really send:
 
 * segments ended by ``\\r`` (the standard), ``\\n`` or ``\\r\\n``: python-hl7 splits
   segments on ``\\r`` only, so the others are turned into ``\\r`` first (a bare
@@ -118,7 +120,7 @@ class Hl7Reader:
         MissingPatient
             If a value has no usable patient identifier.
         """
-        message = _parse(_text(raw))
+        message = message_segments(raw)
         msh = _item(message, 0)
         kind = _field(msh, 9)
         if kind not in ("ORU", "ADT"):
@@ -313,6 +315,32 @@ class _Order:
         return f"hl7:{header.sender}|{header.control_id}|{self.set_id}|{set_id}"
 
 
+def message_segments(raw: bytes) -> list[Any]:
+    """The segments of one message, as :class:`Hl7Reader` reads them.
+
+    Raises
+    ------
+    InvalidInput
+        If the record is not text, does not start with MSH, has unusable
+        delimiters or does not parse.
+    UnsupportedInput
+        If the record holds more than one message.
+    """
+    return _parse(_text(raw))
+
+
+def first_patient_id(segments: list[Any]) -> str | None:
+    """The first ID (CX.1) in PID-3 of the first PID, as keyed without
+    ``CXRWATCH_CLINICAL_HL7_*`` settings; ``None`` without one."""
+    for segment in segments:
+        if _field(segment, 0) == "PID":
+            ids = (
+                _field(segment, 3, r) for r in range(1, _repetitions(segment, 3) + 1)
+            )
+            return next((value for value in ids if value), None)
+    return None
+
+
 def _text(raw: bytes) -> str:
     body = raw.removeprefix(_BOM).strip(_BLANKS)
     if body.startswith(MLLP_START):  # 0x0B, which bytes.strip() would also eat
@@ -345,10 +373,49 @@ def _parse(text: str) -> list[Any]:
         )
     if text.startswith(STANDARD_DELIMITERS):
         return split_segments(text)
+    _check_delimiters(text)
     try:
         return list(hl7.parse(text))
     except (hl7.ParseException, IndexError, ValueError) as exc:
         raise InvalidInput(f"HL7 v2 does not parse: {exc}") from exc
+
+
+def _check_delimiters(text: str) -> None:
+    """Refuse an MSH-1 or MSH-2 from which python-hl7 would split nonsense.
+
+    MSH-2 holds the component, repetition, escape and subcomponent characters
+    (HL7 2.7 adds truncation as a fifth): all different, none the field
+    separator (MSH-1), a letter, a digit or white space.
+    """
+    separator = text[3:4]
+    if not separator or separator.isalnum() or separator.isspace():
+        raise InvalidInput(
+            f"MSH-1 field separator {_quoted(separator)} is not usable: it must be "
+            "one character other than a letter, digit or white space, usually |"
+        )
+    encoding = re.split(f"[{re.escape(separator)}\r]", text[4:], maxsplit=1)[0]
+    problems = [
+        f"{_quoted(char)} is a letter, digit or white space"
+        for char in dict.fromkeys(encoding)
+        if char.isalnum() or char.isspace()
+    ]
+    if len(encoding) not in (4, 5):
+        count = f"{len(encoding)} character{'' if len(encoding) == 1 else 's'}"
+        problems.insert(0, f"{count}, not 4 (or 5 with truncation)")
+    repeated = [char for char in dict.fromkeys(encoding) if encoding.count(char) > 1]
+    if repeated:
+        problems.append(f"{', '.join(map(_quoted, repeated))} repeated")
+    if problems:
+        raise InvalidInput(
+            f"MSH-2 encoding characters {_quoted(encoding)} are not usable: "
+            f"{'; '.join(problems)}. MSH-2 holds the component, repetition, escape "
+            "and subcomponent characters, all different, usually ^~\\&"
+        )
+
+
+def _quoted(text: str) -> str:
+    """Text in quotes as it reads in the message; escaped only if unprintable."""
+    return f"'{text}'" if text.isprintable() else repr(text)
 
 
 class SplitSegment(list[str]):

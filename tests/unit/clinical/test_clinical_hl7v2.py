@@ -299,3 +299,58 @@ def test_malformed_observation_time(hl7v2):
 def test_not_utf8_without_a_declared_charset(hl7v2):
     with pytest.raises(InvalidInput, match="not UTF-8"):
         hl7v2.read(message(MSH, "PID|1||MRN1||D\xe9j\xe0").replace(b"\xc3", b"\xff"))
+
+
+# Unusable delimiters: python-hl7 would split them into nonsense ----------------
+
+
+def test_repeated_encoding_characters_are_refused_naming_msh_2(hl7v2):
+    # Read by the library, '#' for both component and repetition gave the type
+    # ORU^R01^ORU_R01^ and the patient 'T'; the real problem is MSH-2.
+    with pytest.raises(InvalidInput) as refused:
+        hl7v2.read(message(MSH.replace("^~\\&", "##"), PID, OBR, *VITALS))
+    assert type(refused.value) is InvalidInput
+    assert str(refused.value) == (
+        "MSH-2 encoding characters '##' are not usable: 2 characters, not 4 "
+        "(or 5 with truncation); '#' repeated. MSH-2 holds the component, "
+        "repetition, escape and subcomponent characters, all different, "
+        "usually ^~\\&"
+    )
+
+
+@pytest.mark.parametrize(
+    ("encoding", "problem"),
+    [
+        ("^~\\&&", ": '&' repeated."),
+        ("^~a&", ": 'a' is a letter, digit or white space."),
+        ("^~1&", ": '1' is a letter, digit or white space."),
+        ("^~ &", ": ' ' is a letter, digit or white space."),
+        ("^~\t&", ": '\\t' is a letter, digit or white space."),
+        ("^~\\", ": 3 characters, not 4 (or 5 with truncation)."),
+        ("^~\\&#$", ": 6 characters, not 4 (or 5 with truncation)."),
+        ("", ": 0 characters, not 4 (or 5 with truncation)."),
+    ],
+)
+def test_unusable_encoding_characters_are_named(hl7v2, encoding, problem):
+    with pytest.raises(InvalidInput) as refused:
+        hl7v2.read(message(MSH.replace("^~\\&", encoding), PID, OBR, *VITALS))
+    assert type(refused.value) is InvalidInput
+    assert str(refused.value).startswith("MSH-2 encoding characters '")
+    assert problem in str(refused.value)
+
+
+def test_a_letter_as_field_separator_is_refused_naming_msh_1(hl7v2):
+    with pytest.raises(InvalidInput, match=r"^MSH-1 field separator 'X' is not"):
+        hl7v2.read(message(MSH.replace("|", "X"), PID, OBR, *VITALS))
+
+
+@pytest.mark.parametrize("header", ["MSH|^~\\&#|", "MSH|!~\\&|", "MSH#^~\\&#"])
+def test_other_usable_delimiters_are_read(hl7v2, header):
+    separator, component = header[3], header[4]
+
+    def written(segment: str) -> str:
+        return segment.replace("^", component).replace("|", separator)
+
+    msh = header + written(MSH.removeprefix("MSH|^~\\&|"))
+    reading = hl7v2.read(message(msh, *map(written, (PID, OBR, VITALS[0]))))
+    assert [o.value for o in reading.patients["MRN123"].observations] == [24.0]
