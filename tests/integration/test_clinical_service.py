@@ -1,8 +1,8 @@
 """The clinical service as a process against a real broker (Tansu) and a real Redis.
 
 In go FHIR R4 and HL7 v2 records for four patients (one FHIR record twice),
-a valid message with nothing usable, and eight malformed ones. Out must come
-five clinical updates (none for the duplicate), eight dead letters with their
+a valid message with nothing usable, and nine malformed ones. Out must come
+five clinical updates (none for the duplicate), nine dead letters with their
 reasons, the values in Redis where the joiner will read them, and the service
 still running.
 """
@@ -101,6 +101,7 @@ def _records(run: str) -> tuple[list[tuple[str, bytes, list]], dict[str, str]]:
         (f"{run}-bad-unit", _observation("1988-5", 5, "furlongs", a), FHIR),
         (f"{run}-bad-spo2", _observation("59408-5", 0.91, "%", a), FHIR),
         (f"{run}-bad-msh-2", _oru(c, vitals[0]).replace(b"^~\\&", b"##"), HL7),
+        (f"{run}-bad-deep", b"[" * 100_000 + b"]" * 100_000, FHIR),
     ]
     reasons = {
         f"{run}-bad-truncated": "not valid JSON",
@@ -111,6 +112,7 @@ def _records(run: str) -> tuple[list[tuple[str, bytes, list]], dict[str, str]]:
         f"{run}-bad-unit": "'furlongs'",
         f"{run}-bad-spo2": "looks like a fraction",
         f"{run}-bad-msh-2": "MSH-2 encoding characters '##' are not usable",
+        f"{run}-bad-deep": "JSON nested deeper than 100 levels",
     }
     return records, reasons
 
@@ -226,7 +228,8 @@ async def test_clinical_service_stores_announces_and_dead_letters(
         assert letter.service == "clinical"
         assert letter.source_topic == topics.EHR_OBSERVATIONS
     assert by_key[_b64(f"{run}-bad-no-pid")].error_class == "MissingPatient"
-    assert by_key[_b64(f"{run}-bad-msh-2")].error_class == "InvalidInput"
+    for malformed in ("bad-msh-2", "bad-deep"):
+        assert by_key[_b64(f"{run}-{malformed}")].error_class == "InvalidInput"
     assert 'reason="nothing-usable",service="clinical"} 1.0' in metrics
     assert 'reason="unchanged",service="clinical"} 1.0' in metrics
 

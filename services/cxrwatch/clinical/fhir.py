@@ -36,7 +36,6 @@ resource the reference points to in the same Bundle.
 """
 
 import hashlib
-import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -50,6 +49,7 @@ from cxrwatch.clinical import observation_json
 from cxrwatch.clinical.answers import Answer, CodedAnswer, Quantity
 from cxrwatch.clinical.codes import CodeMatch, FeatureCodes
 from cxrwatch.clinical.demographics import sex_from_code
+from cxrwatch.clinical.fhir_json import fhir_document
 from cxrwatch.clinical.measurements import feature_value
 from cxrwatch.clinical.reading import STATUS_RANKS, Reading, version
 from cxrwatch.clinical.times import FacilityClock
@@ -110,12 +110,12 @@ class FhirReader:
         """
         raw = raw.removeprefix(_BOM)
         reading = Reading("fhir-r4", "fhir:" + hashlib.sha256(raw).hexdigest()[:32])
-        document = _document(raw)
+        document = fhir_document(raw)
         resource = observation_json.observation(document)
         if resource is None:
             completed = self._clock.complete_fhir_json(raw)
             if completed is not raw:
-                document = _document(completed)
+                document = fhir_document(completed)
             resource = _validate(document)
         kind = resource.get_resource_type()
         if kind == "Bundle":
@@ -364,16 +364,6 @@ class _Context:
             child = self.resolve(reference.reference)
             if child is not None:
                 self._parent_times.setdefault(id(child), when)
-
-
-def _document(raw: bytes) -> dict[str, Any]:
-    try:
-        document = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"not valid JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise InvalidInput(f"a FHIR resource is a JSON object, not {type(document)}")
-    return document
 
 
 def _validate(document: dict[str, Any]) -> Any:

@@ -318,6 +318,61 @@ def test_json_that_is_not_an_object(fhir):
         fhir.read(b"[1, 2]")
 
 
+@pytest.mark.parametrize(
+    "deep",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        b'{"resourceType": "Observation", "a": ' + b"[" * 500 + b"]" * 500 + b"}",
+    ],
+)
+def test_json_nested_beyond_the_decoder_is_refused_by_its_depth(fhir, deep):
+    # The first two made the JSON decoder raise RecursionError.
+    with pytest.raises(InvalidInput) as refused:
+        fhir.read(deep)
+    assert str(refused.value) == (
+        "JSON nested deeper than 100 levels of arrays and objects; "
+        "no FHIR resource needs that many"
+    )
+
+
+def heart_rate_extended(count: int, innermost: dict[str, Any]) -> dict[str, Any]:
+    """A heart rate with extensions nested ``count`` deep: 2 levels of JSON each."""
+    extension = {"url": "http://example.org/x", **innermost}
+    for _ in range(count - 1):
+        extension = {"url": "http://example.org/x", "extension": [extension]}
+    return observation("8867-4", ucum(80, "/min"), extension=[extension])
+
+
+def test_json_up_to_100_levels_is_read_and_one_more_is_refused(fhir):
+    # The Observation is level 1, each extension 2 more: 49 extensions reach
+    # 99, a CodeableConcept in the innermost 100; 50 extensions reach 101.
+    at_limit = heart_rate_extended(49, {"valueCodeableConcept": {"text": "x"}})
+    assert only(read(fhir, at_limit)).value == 80.0
+    over = heart_rate_extended(50, {"valueString": "x"})
+    with pytest.raises(InvalidInput, match="JSON nested deeper than 100 levels"):
+        read(fhir, over)
+
+
+def test_a_bundle_deeper_than_the_library_can_validate_is_refused(fhir):
+    # 130 extensions in a Bundle made the FHIR library's validation exhaust
+    # the stack (RecursionError) before the limit existed.
+    resource = heart_rate_extended(130, {"valueString": "x"})
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"resource": resource}],
+    }
+    with pytest.raises(InvalidInput, match="JSON nested deeper than 100 levels"):
+        read(fhir, bundle)
+
+
+def test_brackets_inside_strings_are_not_nesting(fhir):
+    resource = observation("8867-4", ucum(80, "/min"))
+    resource["code"]["text"] = '[{"\\' * 150
+    assert only(read(fhir, resource)).value == 80.0
+
+
 def test_invalid_resource_names_the_field(fhir):
     resource = observation("8867-4", {"value": "eighty", "unit": "/min"})
     with pytest.raises(InvalidInput, match=r"valueQuantity\.value"):
