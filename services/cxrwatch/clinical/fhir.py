@@ -78,6 +78,30 @@ _VALUE_KINDS = (
     ("valuePeriod", "a period"),
 )
 _BOM = b"\xef\xbb\xbf"
+# Elements that can say who a person is. A reason goes to the logs and the
+# dead-letter topic, so a bad value under one of them is described, not repeated.
+PERSONAL_ELEMENTS = frozenset(
+    {
+        "address",
+        "birthDate",
+        "contact",
+        "contained",
+        "display",
+        "extension",
+        "identifier",
+        "link",
+        "modifierExtension",
+        "name",
+        "note",
+        "patient",
+        "performer",
+        "photo",
+        "subject",
+        "telecom",
+        "text",
+        "valueString",
+    }
+)
 _MAX_EXPLICIT_VERSION = 2**48
 
 
@@ -465,7 +489,16 @@ def _summary(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors()[:3]:
         where = ".".join(str(part) for part in error["loc"]) or "resource"
-        value = repr(error.get("input"))[:60]
-        problems.append(f"{where}: {error['msg']} (got {value})")
+        problems.append(f"{where}: {error['msg']} (got {_shown(error)})")
     more = exc.error_count() - len(problems)
     return "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
+
+
+def _shown(error: Any) -> str:
+    """The bad value of a validation error, as far as a reason may repeat it."""
+    value = error.get("input")
+    if isinstance(value, dict | list):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    if PERSONAL_ELEMENTS.intersection(str(part) for part in error["loc"]):
+        return f"a {type(value).__name__}, not shown"
+    return repr(value)[:60]

@@ -373,6 +373,45 @@ def test_brackets_inside_strings_are_not_nesting(fhir):
     assert only(read(fhir, resource)).value == 80.0
 
 
+def test_a_bad_name_is_named_but_not_repeated(fhir):
+    patient = {"resourceType": "Patient", "id": "p1", "name": "Jo Doe"}
+    with pytest.raises(InvalidInput) as refused:
+        read(fhir, patient)
+    assert str(refused.value) == (
+        "not a valid FHIR R4 Patient: name: Input should be a valid list "
+        "(got a str, not shown)"
+    )
+
+
+def test_a_bad_subject_in_a_bundle_is_not_repeated(fhir):
+    resource = observation("8867-4", ucum(80, "/min"), subject="Jo Doe")
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"resource": resource}],
+    }
+    with pytest.raises(InvalidInput) as refused:
+        read(fhir, bundle)
+    assert "entry.0.resource.subject" in str(refused.value)
+    assert "Jo" not in str(refused.value)
+
+
+def test_a_bad_object_is_described_not_repeated(fhir):
+    resource = observation("8867-4", ucum(80, "/min"), status={"by": "Jo Doe"})
+    with pytest.raises(InvalidInput) as refused:
+        read(fhir, resource)
+    assert "status: Input should be a valid string (got a JSON object)" in str(
+        refused.value
+    )
+    assert "Jo" not in str(refused.value)
+
+
+def test_a_bad_time_is_repeated(fhir):
+    resource = observation("8867-4", ucum(80, "/min"), effectiveDateTime="soon")
+    with pytest.raises(InvalidInput, match=r"effectiveDateTime: .*\(got 'soon'\)"):
+        read(fhir, resource)
+
+
 def test_invalid_resource_names_the_field(fhir):
     resource = observation("8867-4", {"value": "eighty", "unit": "/min"})
     with pytest.raises(InvalidInput, match=r"valueQuantity\.value"):
