@@ -11,6 +11,7 @@ from typing import Annotated, NoReturn
 import typer
 from kafka.errors import KafkaError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -57,8 +58,8 @@ def _publish(kind: str, files: list[Path], bootstrap: str | None) -> None:
         for path in files:
             try:
                 delivery = publisher.publish(kind, path)
-            except CxrwatchError as exc:
-                console.print(f"[red]{path.name}: {exc}[/red]")
+            except (CxrwatchError, OSError) as exc:  # each names the file
+                _error(str(exc))
                 failed += 1
                 continue
             where = f"{delivery.topic}[{delivery.partition}]@{delivery.offset}"
@@ -70,8 +71,13 @@ def _publish(kind: str, files: list[Path], bootstrap: str | None) -> None:
 
 
 def _fail(message: str) -> NoReturn:
-    console.print(f"[red]cxrwatch: {message}[/red]")
+    _error(f"cxrwatch: {message}")
     raise typer.Exit(1)
+
+
+def _error(line: str) -> None:
+    """One red line, never wrapped, whatever the console's width."""
+    console.print(f"[red]{escape(line)}[/red]", soft_wrap=True)
 
 
 publish_app = typer.Typer(help="Put files on the input topics.")
@@ -115,7 +121,11 @@ def replay(
     pace: Annotated[float, typer.Option(help="Seconds between messages.")] = 0.0,
 ) -> None:
     """Publish a scenario's messages in order, with a progress bar."""
-    replay_scenario(index, _settings(bootstrap), pace)
+    settings = _settings(bootstrap)
+    try:
+        replay_scenario(index, settings, pace)
+    except (CxrwatchError, KafkaError, OSError) as exc:
+        _fail(f"replay stopped: {exc}")
 
 
 def replay_scenario(index: Path, settings: ServiceSettings, pace: float = 0.0) -> int:

@@ -4,21 +4,27 @@ Each record gets the CloudEvents headers and a content type, and is keyed by
 the patient when the file says who it is, so one patient's messages stay in
 order on one partition. The file is sent as it is: deciding whether it is
 valid is the services' job, and what they refuse goes to the dead-letter topic.
+Two kinds of file are not sent, each with a one-line reason: one larger than a
+record may be (``CXRWATCH_KAFKA_MAX_MESSAGE_BYTES``), and an HL7 v2 or FHIR
+file that does not even parse, read with the clinical service's own parser so
+the reason is the one it would dead-letter; a key guessed from such a file
+would put it on some other patient's partition. A file that parses but names
+no patient is sent keyed ``unknown``.
 """
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import hl7
 import pydicom
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from pydicom.errors import InvalidDicomError
 
+from cxrwatch.clinical.fhir_json import fhir_document
+from cxrwatch.clinical.hl7v2 import first_patient_id, message_segments
 from cxrwatch.core import topics
-from cxrwatch.core.errors import PublishFailed
+from cxrwatch.core.errors import InvalidInput, PublishFailed
 from cxrwatch.core.kafka import Output, client_options, new_event_id
 from cxrwatch.core.settings import ServiceSettings
 
@@ -51,6 +57,7 @@ class Publisher:
 
     def __init__(self, settings: ServiceSettings) -> None:
         options = client_options(settings)
+        self._max_bytes = settings.kafka_max_message_bytes
         self._producer = KafkaProducer(
             acks="all",
             max_request_size=settings.kafka_max_message_bytes,
@@ -59,24 +66,38 @@ class Publisher:
         )
 
     def publish(self, kind: str, path: Path, key: str | None = None) -> Delivery:
-        """Send one file; raise :class:`PublishFailed` if the broker refuses it."""
+        """Send one file and wait for the broker's acknowledgement.
+
+        Raises
+        ------
+        PublishFailed
+            If the file is larger than a record may be, or the broker refuses it.
+        InvalidInput
+            If an HL7 v2 or FHIR file to be keyed here does not parse.
+        """
+        self._check_size(path)
         body = path.read_bytes()
+        try:
+            patient = key or patient_key_of(kind, body)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{path.name} not sent: {exc}") from exc
         output = Output(
             topic=TOPICS[kind],
-            key=key or patient_key_of(kind, body),
+            key=patient,
             value=body,
             ce_type=f"org.cxrwatch.{kind}.v1",
             ce_id=new_event_id(),
             ce_source="cxrwatch/cli",
             content_type=CONTENT_TYPES[kind],
         )
-        future = self._producer.send(
-            output.topic,
-            value=output.value,
-            key=output.key.encode(),
-            headers=output.headers(),
-        )
         try:
+            # send() itself raises for a record over max_request_size.
+            future = self._producer.send(
+                output.topic,
+                value=output.value,
+                key=output.key.encode(),
+                headers=output.headers(),
+            )
             metadata = future.get(timeout=60)
         except KafkaError as exc:
             raise PublishFailed(
@@ -85,6 +106,16 @@ class Publisher:
             ) from exc
         return Delivery(path, output.topic, metadata.partition, metadata.offset)
 
+    def _check_size(self, path: Path) -> None:
+        size = path.stat().st_size
+        if size > self._max_bytes:
+            raise PublishFailed(
+                f"{path.name} is {_mib(size)} ({size} bytes), over the "
+                f"{_mib(self._max_bytes)} a record may hold; not sent (the limit is "
+                f"CXRWATCH_KAFKA_MAX_MESSAGE_BYTES={self._max_bytes}: raise it for "
+                "the CLI and the pipeline alike)"
+            )
+
     def close(self) -> None:
         """Flush and close the producer."""
         self._producer.flush()
@@ -92,22 +123,27 @@ class Publisher:
 
 
 def patient_key_of(kind: str, body: bytes) -> str:
-    """The patient a file is about, for the record key; ``unknown`` if unsure."""
+    """The patient a file is about, for the record key; ``unknown`` if unsure.
+
+    Raises
+    ------
+    InvalidInput
+        If an HL7 v2 or FHIR file does not parse, with the clinical service's
+        reason.
+    """
+    if kind == "hl7":
+        return first_patient_id(message_segments(body)) or "unknown"
     try:
-        if kind == "dicom":
-            return _dicom_patient(body)
         if kind == "fhir":
-            return _fhir_patient(json.loads(body))
-        return _hl7_patient(body.decode("utf-8", "replace"))
+            return _fhir_patient(fhir_document(body))
+        return _dicom_patient(body)
     except (
         ValueError,
         KeyError,
         TypeError,
         IndexError,
-        RecursionError,
         InvalidDicomError,
         AttributeError,
-        hl7.ParseException,
     ):
         return "unknown"
 
@@ -135,7 +171,5 @@ def _fhir_patient(resource: dict[str, object]) -> str:
     return "unknown"
 
 
-def _hl7_patient(text: str) -> str:
-    segments = text.lstrip("\ufeff\x0b").replace("\r\n", "\r").replace("\n", "\r")
-    message = hl7.parse(segments.strip("\x1c\r") + "\r")
-    return str(message.segment("PID")[3][0][0]) or "unknown"
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
