@@ -3,16 +3,26 @@
 Publishing: a file over the record limit and a file that does not parse are
 each refused in one line while the files beside them are sent; what was sent
 is read back from the broker. A replay stops at such a file, in one line.
+Dead letters: the command prints the letters on ``deadletter.v1`` oldest
+first, filtered by time and count.
 """
 
 import json
 import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cxrwatch.cli.main import app
-from kafka import KafkaConsumer, TopicPartition
+from cxrwatch.core import topics
+from cxrwatch.core.events import DeadLetter
+from cxrwatch.core.kafka import ensure_topics
+from cxrwatch.core.settings import ServiceSettings
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
+
+from tests.servers import tansu
 
 pytestmark = pytest.mark.integration
 
@@ -137,3 +147,110 @@ def test_a_replay_stops_at_a_file_over_the_limit_in_one_line(
         "CXRWATCH_KAFKA_MAX_MESSAGE_BYTES=33554432: raise it for the CLI and the "
         "pipeline alike)"
     )
+
+
+# Dead letters -------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[str]:
+    """A broker of this test's own, so that no other test's letters show."""
+    with tansu(tmp_path) as bootstrap:
+        yield bootstrap
+
+
+def letter(reason: str, failed_at: datetime, offset: int) -> bytes:
+    return (
+        DeadLetter(
+            dead_letter_id=f"dl-{offset}",
+            service="clinical",
+            error_class="InvalidInput",
+            error_message=reason,
+            source_topic=topics.EHR_OBSERVATIONS,
+            source_partition=0,
+            source_offset=offset,
+            source_headers={},
+            source_value="",
+            failed_at=failed_at,
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+def send_letters(bootstrap: str, *values: bytes) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        for number, value in enumerate(values):
+            # Partitions out of time order: the command sorts across them.
+            producer.send(topics.DEADLETTER, value, partition=2 - number % 3)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def dead_letters(bootstrap: str, *options: str) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        app, ["dead-letters", "--bootstrap", bootstrap, *options]
+    )
+    return result.exit_code, result.output
+
+
+def test_dead_letters_oldest_first_since_and_limit(own_broker: str) -> None:
+    now = datetime.now(UTC)
+    ensure_topics(ServiceSettings(kafka_bootstrap=own_broker))
+    send_letters(
+        own_broker,
+        letter("reason-c one minute ago", now - timedelta(minutes=1), 12),
+        letter("reason-a two hours ago", now - timedelta(hours=2), 10),
+        letter("reason-b half an hour ago", now - timedelta(minutes=30), 11),
+    )
+
+    code, everything = dead_letters(own_broker)
+    since, recent = dead_letters(own_broker, "--since", "1h")
+    limit, newest = dead_letters(own_broker, "--limit", "1")
+
+    assert (code, since, limit) == (0, 0, 0)
+    assert "3 dead letter(s)" in everything
+    assert re.findall(r"reason-\w", everything) == ["reason-a", "reason-b", "reason-c"]
+    assert re.findall(r"reason-\w", recent) == ["reason-b", "reason-c"]
+    assert re.findall(r"reason-\w", newest) == ["reason-c"]
+    assert "the newest 1 of 3; --limit shows more" in newest
+
+
+def test_dead_letters_of_an_empty_broker(own_broker: str) -> None:
+    code, output = dead_letters(own_broker)
+    assert code == 0
+    assert "0 dead letter(s)" in output
+
+
+def test_a_time_that_is_not_one_is_a_usage_error(own_broker: str) -> None:
+    code, output = dead_letters(own_broker, "--since", "yesterday")
+    assert code == 2
+    assert "'yesterday' is neither a time ago" in output
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        (
+            json.dumps({"service": "clinical"}).encode(),
+            "cxrwatch: deadletter.v1 holds a record that is not a dead letter: "
+            "dead_letter_id: Field required",
+        ),
+        (
+            b"not JSON",
+            "cxrwatch: deadletter.v1 holds a record that is not JSON: "
+            "Expecting value: line 1 column 1 (char 0)",
+        ),
+    ],
+    ids=["not-a-letter", "not-json"],
+)
+def test_a_record_that_is_not_a_dead_letter_is_one_line(
+    own_broker: str, value: bytes, line: str
+) -> None:
+    ensure_topics(ServiceSettings(kafka_bootstrap=own_broker))
+    send_letters(own_broker, value)
+    code, output = dead_letters(own_broker)
+    assert code == 1
+    assert output.splitlines() == [line]

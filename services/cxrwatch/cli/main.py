@@ -3,19 +3,25 @@
 import json
 import logging
 import os
+import re
 import sys
 import time
+from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from kafka.errors import KafkaError
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from cxrwatch.core import topics
 from cxrwatch.core.errors import CxrwatchError
+from cxrwatch.core.events import DeadLetter
 from cxrwatch.core.kafka import ensure_topics
 from cxrwatch.core.logs import configure_logging
 from cxrwatch.core.settings import ServiceSettings
@@ -190,6 +196,63 @@ def print_alerts(body: object) -> None:
             ", ".join(c["feature"] for c in alert.get("changes", [])),
         )
     console.print(table)
+
+
+def since_time(text: str) -> datetime:
+    """A time from ``30s``, ``10m``, ``2h``, ``1d`` ago, or an ISO 8601 time
+    (local time when it has no offset)."""
+    ago = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if ago:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[ago[2]]
+        return datetime.now(UTC) - timedelta(**{unit: float(ago[1])})
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{text!r} is neither a time ago (30s, 10m, 2h, 1d) nor an ISO 8601 "
+            "time (2026-01-31T14:05)"
+        ) from exc
+
+
+@app.command("dead-letters")
+def dead_letters(
+    bootstrap: Bootstrap = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            parser=since_time,
+            metavar="AGO|TIME",
+            help="Only letters since 30s, 10m, 2h or 1d ago, or an ISO 8601 time.",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Print the newest N.")] = 20,
+) -> None:
+    """Print what the services dead-lettered and why, oldest first."""
+    from cxrwatch.embedded.demo import print_dead_letters, read_dead_letters
+
+    settings = _settings(bootstrap)
+    try:
+        ensure_topics(settings)
+        letters = read_dead_letters(settings.kafka_bootstrap)
+    except (CxrwatchError, KafkaError) as exc:
+        _fail(f"cannot read {topics.DEADLETTER} at {settings.kafka_bootstrap}: {exc}")
+    except ValueError as exc:
+        _fail(f"{topics.DEADLETTER} holds a record that is not JSON: {exc}")
+    try:
+        checked = [DeadLetter.model_validate(letter) for letter in letters]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "record"
+        _fail(
+            f"{topics.DEADLETTER} holds a record that is not a dead letter: "
+            f"{where}: {first['msg']}"
+        )
+    checked.sort(key=attrgetter("failed_at"))
+    if since is not None:
+        checked = [letter for letter in checked if letter.failed_at >= since]
+    print_dead_letters([letter.model_dump() for letter in checked[-limit:]])
+    if len(checked) > limit:
+        console.print(f"the newest {limit} of {len(checked)}; --limit shows more")
 
 
 @app.command()
