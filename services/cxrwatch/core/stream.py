@@ -378,14 +378,15 @@ class StreamService:
 
     def _dead_letter(self, record: ConsumerRecord, error: Exception) -> Output:
         DEAD_LETTERS.labels(self.processor.name, type(error).__name__).inc()
+        # The reason can quote the input (a patient reference, a text value):
+        # it goes on deadletter.v1 (`cxrwatch dead-letters`), not in the log.
         logger.warning(
-            "%s dead-letters %s[%d]@%d: %s: %s",
+            "%s dead-letters %s[%d]@%d: %s",
             self.processor.name,
             record.topic,
             record.partition,
             record.offset,
             type(error).__name__,
-            error,
         )
         value = record.value or b""
         # base64 grows a value by 4/3: keep what fits the topic with room for

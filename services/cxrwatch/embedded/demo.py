@@ -4,6 +4,7 @@ import json
 import logging
 import sys
 import time
+from datetime import datetime
 
 from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
@@ -77,12 +78,20 @@ def read_dead_letters(bootstrap: str) -> list[dict[str, object]]:
 def print_dead_letters(letters: list[dict[str, object]]) -> None:
     """What went to the dead-letter topic, and why."""
     table = Table(title=f"{len(letters)} dead letter(s)")
+    table.add_column("failed at", no_wrap=True)
     table.add_column("service", no_wrap=True)
+    table.add_column("source", no_wrap=True)
     table.add_column("error", no_wrap=True)
     table.add_column("reason")
     for letter in letters:
+        failed_at = letter.get("failed_at")
         table.add_row(
+            failed_at.strftime("%m-%d %H:%M:%S")
+            if isinstance(failed_at, datetime)
+            else str(failed_at or "")[5:19].replace("T", " "),
             str(letter["service"]),
+            f"{letter['source_topic']}[{letter['source_partition']}]"
+            f"@{letter['source_offset']}",
             str(letter["error_class"]),
             str(letter["error_message"])[:160],
         )

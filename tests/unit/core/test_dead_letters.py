@@ -2,7 +2,9 @@
 
 import base64
 import json
+import logging
 
+import pytest
 from aiokafka.structs import ConsumerRecord
 from cxrwatch.core.errors import InvalidInput
 from cxrwatch.core.settings import ServiceSettings
@@ -51,3 +53,18 @@ async def test_a_small_value_is_kept_whole() -> None:
     assert base64.b64decode(letter["source_value"]) == b"abc"
     assert letter["source_value_truncated"] is False
     assert letter["error_class"] == "ValueError"
+
+
+async def test_the_reason_goes_on_the_letter_not_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = StreamService(Nothing(), ServiceSettings())
+    reason = "subject 'Patient/MRN-0042' names no patient we know"
+
+    with caplog.at_level(logging.WARNING, logger="cxrwatch.core.stream"):
+        output = service._dead_letter(record(b"abc"), InvalidInput(reason))
+
+    assert json.loads(output.value)["error_message"] == reason
+    [logged] = [r.getMessage() for r in caplog.records]
+    assert logged == "test dead-letters in[2]@41: InvalidInput"
+    assert "MRN-0042" not in caplog.text
