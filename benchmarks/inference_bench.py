@@ -269,11 +269,16 @@ def _ready(url: str) -> bool:
         return False
 
 
+def _metrics_text(port: int) -> str:
+    """Triton's Prometheus metrics page."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
 def batching_counts(metrics_port: int, model: str = "cxr_fusion") -> tuple[int, int]:
     """Triton's (images inferred, model executions) of ``model`` so far."""
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
+    text = _metrics_text(metrics_port)
     counts = []
     for name in ("nv_inference_count", "nv_inference_exec_count"):
         found = re.search(rf'^{name}{{model="{model}".*}} (\d+)', text, re.M)
@@ -292,9 +297,7 @@ def latency_summaries(
     summaries over a sliding window of about the last minute
     (``--metrics-config=summary_latencies=true``, set by start_triton.sh).
     """
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
+    text = _metrics_text(metrics_port)
     found: dict[str, dict[float, float]] = {}
     pattern = (
         rf'^nv_inference_(\w+)_summary_us{{model="{model}",version="[^"]*",'

@@ -7,7 +7,6 @@ import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -21,7 +20,6 @@ from rich.table import Table
 
 from cxrwatch.core import topics
 from cxrwatch.core.errors import CxrwatchError
-from cxrwatch.core.events import DeadLetter
 from cxrwatch.core.kafka import ensure_topics
 from cxrwatch.core.logs import configure_logging
 from cxrwatch.core.settings import ServiceSettings
@@ -236,23 +234,20 @@ def dead_letters(
         letters = read_dead_letters(settings.kafka_bootstrap)
     except (CxrwatchError, KafkaError) as exc:
         _fail(f"cannot read {topics.DEADLETTER} at {settings.kafka_bootstrap}: {exc}")
-    except ValueError as exc:
-        _fail(f"{topics.DEADLETTER} holds a record that is not JSON: {exc}")
-    try:
-        checked = [DeadLetter.model_validate(letter) for letter in letters]
-    except ValidationError as exc:
+    except ValidationError as exc:  # before ValueError, its base class
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"])) or "record"
         _fail(
             f"{topics.DEADLETTER} holds a record that is not a dead letter: "
             f"{where}: {first['msg']}"
         )
-    checked.sort(key=attrgetter("failed_at"))
+    except ValueError as exc:
+        _fail(f"{topics.DEADLETTER} holds a record that is not JSON: {exc}")
     if since is not None:
-        checked = [letter for letter in checked if letter.failed_at >= since]
-    print_dead_letters([letter.model_dump() for letter in checked[-limit:]])
-    if len(checked) > limit:
-        console.print(f"the newest {limit} of {len(checked)}; --limit shows more")
+        letters = [letter for letter in letters if letter.failed_at >= since]
+    print_dead_letters(letters[-limit:])
+    if len(letters) > limit:
+        console.print(f"the newest {limit} of {len(letters)}; --limit shows more")
 
 
 @app.command()

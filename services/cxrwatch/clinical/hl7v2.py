@@ -42,6 +42,7 @@ type (CX.5) match ``CXRWATCH_CLINICAL_HL7_ASSIGNING_AUTHORITY`` and
 
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -162,10 +163,8 @@ class Hl7Reader:
         return _Subject(patient, None)
 
     def _patient_key(self, pid: Any) -> str:
-        repetitions = _repetitions(pid, 3)
-        for repetition in range(1, repetitions + 1):
-            value = _field(pid, 3, repetition)
-            if value and self._wanted(pid, repetition):
+        for repetition, value in _patient_ids(pid):
+            if self._wanted(pid, repetition):
                 return value
         wanted = ""
         if self._authority or self._identifier_type:
@@ -334,11 +333,15 @@ def first_patient_id(segments: list[Any]) -> str | None:
     ``CXRWATCH_CLINICAL_HL7_*`` settings; ``None`` without one."""
     for segment in segments:
         if _field(segment, 0) == "PID":
-            ids = (
-                _field(segment, 3, r) for r in range(1, _repetitions(segment, 3) + 1)
-            )
-            return next((value for value in ids if value), None)
+            return next((value for _, value in _patient_ids(segment)), None)
     return None
+
+
+def _patient_ids(pid: Any) -> Iterator[tuple[int, str]]:
+    """PID-3's non-empty IDs (CX.1), with their repetition numbers."""
+    for repetition in range(1, _repetitions(pid, 3) + 1):
+        if value := _field(pid, 3, repetition):
+            yield repetition, value
 
 
 def _text(raw: bytes) -> str:

@@ -548,10 +548,7 @@ def with_demographics(
         return snapshot
     values, observed_at = dict(snapshot.values), dict(snapshot.observed_at)
     if "age" in values and values["age"] is None and birth_date is not None:
-        demographics = {"birth_date": birth_date.isoformat()}
-        values["age"], observed_at["age"] = _age(
-            demographics, snapshot.as_of, None, None
-        )
+        values["age"], observed_at["age"] = _age_at(birth_date, snapshot.as_of)
     if "sex" in values and values["sex"] is None and sex is not None:
         values["sex"] = _SEX_VALUES[sex]
         observed_at["sex"] = snapshot.as_of if values["sex"] is not None else None
@@ -568,13 +565,18 @@ def _age(
 ) -> tuple[float | None, datetime | None]:
     """Age in years at ``as_of``: from the birth date, else the last stated age."""
     if birth := demographics.get("birth_date"):
-        born = datetime.combine(date.fromisoformat(birth), datetime.min.time(), UTC)
-        if born > as_of:
-            return None, None
-        return (as_of - born).total_seconds() / _YEAR_S, as_of
+        return _age_at(date.fromisoformat(birth), as_of)
     if observed is None or observed_at is None:
         return None, None
     return observed + (as_of - observed_at).total_seconds() / _YEAR_S, observed_at
+
+
+def _age_at(birth_date: date, as_of: datetime) -> tuple[float | None, datetime | None]:
+    """Age in years at ``as_of``, observed then; none before the birth date."""
+    born = datetime.combine(birth_date, datetime.min.time(), UTC)
+    if born > as_of:
+        return None, None
+    return (as_of - born).total_seconds() / _YEAR_S, as_of
 
 
 def _decode_record(record: str) -> tuple[float | None, datetime | None]:

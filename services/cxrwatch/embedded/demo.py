@@ -4,13 +4,15 @@ import json
 import logging
 import sys
 import time
-from datetime import datetime
+from collections.abc import Sequence
+from operator import attrgetter
 
 from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
 from cxrwatch.core import topics
+from cxrwatch.core.events import DeadLetter
 from cxrwatch.core.settings import ServiceSettings
 from cxrwatch.embedded.lag import wait_until_drained
 from cxrwatch.embedded.stack import EmbeddedSettings, Stack, read_json
@@ -57,8 +59,16 @@ def run_demo(*, once: bool) -> int:
         stack.stop()
 
 
-def read_dead_letters(bootstrap: str) -> list[dict[str, object]]:
-    """Every record on the dead-letter topic, oldest first per partition."""
+def read_dead_letters(bootstrap: str) -> list[DeadLetter]:
+    """Every letter on the dead-letter topic, oldest first across partitions.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        If a record is not a dead letter.
+    ValueError
+        If a record is not JSON.
+    """
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -70,12 +80,15 @@ def read_dead_letters(bootstrap: str) -> list[dict[str, object]]:
         partitions = consumer.partitions_for_topic(topics.DEADLETTER) or set()
         consumer.assign([TopicPartition(topics.DEADLETTER, p) for p in partitions])
         consumer.seek_to_beginning()
-        return [json.loads(record.value) for record in consumer]
+        letters = [
+            DeadLetter.model_validate(json.loads(record.value)) for record in consumer
+        ]
     finally:
         consumer.close()
+    return sorted(letters, key=attrgetter("failed_at"))
 
 
-def print_dead_letters(letters: list[dict[str, object]]) -> None:
+def print_dead_letters(letters: Sequence[DeadLetter]) -> None:
     """What went to the dead-letter topic, and why."""
     table = Table(title=f"{len(letters)} dead letter(s)")
     table.add_column("failed at", no_wrap=True)
@@ -84,15 +97,11 @@ def print_dead_letters(letters: list[dict[str, object]]) -> None:
     table.add_column("error", no_wrap=True)
     table.add_column("reason")
     for letter in letters:
-        failed_at = letter.get("failed_at")
         table.add_row(
-            failed_at.strftime("%m-%d %H:%M:%S")
-            if isinstance(failed_at, datetime)
-            else str(failed_at or "")[5:19].replace("T", " "),
-            str(letter["service"]),
-            f"{letter['source_topic']}[{letter['source_partition']}]"
-            f"@{letter['source_offset']}",
-            str(letter["error_class"]),
-            str(letter["error_message"])[:160],
+            letter.failed_at.strftime("%m-%d %H:%M:%S"),
+            letter.service,
+            f"{letter.source_topic}[{letter.source_partition}]@{letter.source_offset}",
+            letter.error_class,
+            letter.error_message[:160],
         )
     console.print(table)
