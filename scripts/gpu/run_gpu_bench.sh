@@ -10,12 +10,13 @@
 #                or a server built with that backend) on PATH; the repository
 #                is staged with config.gpu.pbtxt copied over config.pbtxt
 #                (ONNX Runtime + TensorRT FP16, dynamic batching, 2 instances),
-#                exactly as the deploy's `CXRWATCH_TRITON_CONFIG=gpu fill-model-repository DEST` does.
+#                as the deploy's init step does with CXRWATCH_TRITON_CONFIG=gpu.
 #   python-gpu   the fallback when no such server exists: the nvidia-pytriton
-#                wheel's tritonserver (Python backend only) runs
-#                scripts/gpu/python_gpu_model.py, which opens model.onnx with
-#                onnxruntime-gpu on TensorRT (FP16) if its libraries are there,
-#                else CUDA, else CPU; the provider it got is in triton.log.
+#                wheel's tritonserver (Python backend only) runs the shipped
+#                adapter (models/cxr_fusion/1/model.py) with its `providers`
+#                parameter set to tensorrt,cuda,cpu: onnxruntime-gpu on
+#                TensorRT (FP16) if its libraries are there, else CUDA, else
+#                CPU; the providers it got are in triton.log.
 #   auto         onnxruntime when `tritonserver` is on PATH and its
 #                backends/onnxruntime exists, else python-gpu.
 #
@@ -102,7 +103,7 @@ if [[ "$mode" == onnxruntime ]]; then
   sed "s#/tmp/cxr_fusion_trt#$out/trt-cache#" "$source_model/config.gpu.pbtxt" \
     >"$stage/cxr_fusion/config.pbtxt"
 else
-  cp "$root/scripts/gpu/python_gpu_model.py" "$stage/cxr_fusion/1/model.py"
+  cp "$source_model/1/model.py" "$stage/cxr_fusion/1/model.py"
   {
     cat "$source_model/config.pbtxt"
     echo 'parameters: { key: "providers" value: { string_value: "tensorrt,cuda,cpu" } }'

@@ -471,8 +471,9 @@ def test_the_served_session_takes_the_configs_thread_settings(
     # test repository runs one thread per model, see lay_out_repository.)
     loaded = re.findall(
         r"cxr_fusion loaded path=\S+/cxr_fusion/1/model.onnx "
-        r"intra_op_threads=(\d+) allow_spinning=(\d)",
+        r"intra_op_threads=(\d+) allow_spinning=(\d) providers=(\[[^]]*\])",
         triton.log.read_text(errors="replace"),
     )
     assert loaded, "the adapter logged no session settings"
-    assert set(loaded) == {("1", "0")}  # once per (re)start of the server
+    # once per (re)start of the server; no `providers` parameter: the CPU only
+    assert set(loaded) == {("1", "0", "['CPUExecutionProvider']")}

@@ -7,8 +7,13 @@ Runtime backend. This file must stay a thin adapter: no preprocessing, no
 normalisation; the services send model-ready tensors.
 
 - reads: model config parameters ``intra_op_threads`` (0 = onnxruntime's
-  default) and ``allow_spinning`` ("1", onnxruntime's default, or "0"), and
-  the ONNX file beside this one;
+  default), ``allow_spinning`` ("1", onnxruntime's default, or "0"),
+  ``providers`` (comma-separated, best first, of ``tensorrt``, ``cuda``,
+  ``cpu``; default ``cpu``: what this onnxruntime build lacks is skipped),
+  ``trt_cache`` (a folder for TensorRT engines) and ``max_batch`` (TensorRT's
+  largest batch), and the ONNX file beside this one. The GPU benchmark's
+  fallback mode (scripts/gpu/run_gpu_bench.sh) runs this same file under
+  onnxruntime-gpu with ``providers`` "tensorrt,cuda,cpu";
 - executes: every request of a dynamic batch is concatenated into one
   onnxruntime call, then the outputs are split back per request;
 - on error: each request of the failed batch gets a Triton error response.
@@ -50,14 +55,15 @@ class TritonPythonModel:
         model_path = Path(args["model_repository"]) / args["model_version"]
         model_path = model_path / "model.onnx"
         self.session = ort.InferenceSession(
-            str(model_path), options, providers=["CPUExecutionProvider"]
+            str(model_path), options, providers=_providers(config)
         )
         self.output_names = [output["name"] for output in config["output"]]
         # Triton's own log, where an operator looks: the stub's Python
         # logging has no handler.
         pb_utils.Logger.log_info(
             f"cxr_fusion loaded path={model_path} intra_op_threads={threads} "
-            f"allow_spinning={spinning} onnxruntime={ort.__version__}"
+            f"allow_spinning={spinning} providers={self.session.get_providers()} "
+            f"onnxruntime={ort.__version__}"
         )
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -86,6 +92,36 @@ class TritonPythonModel:
 def _parameter(config: dict[str, Any], key: str, default: str) -> str:
     value = config.get("parameters", {}).get(key, {}).get("string_value")
     return str(value) if value else default
+
+
+def _providers(config: dict[str, Any]) -> list[Any]:
+    """Execution providers to ask for, best first, with their options."""
+    wanted = _parameter(config, "providers", "cpu").split(",")
+    cache = _parameter(config, "trt_cache", "trt-cache")
+    top = int(_parameter(config, "max_batch", "32"))
+    shapes = {
+        "min": "image:1x1x224x224,clinical:1x12,clinical_mask:1x12",
+        "opt": "image:8x1x224x224,clinical:8x12,clinical_mask:8x12",
+        "max": f"image:{top}x1x224x224,clinical:{top}x12,clinical_mask:{top}x12",
+    }
+    named = {
+        "tensorrt": (
+            "TensorrtExecutionProvider",
+            {
+                "trt_fp16_enable": True,
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": cache,
+                "trt_profile_min_shapes": shapes["min"],
+                "trt_profile_opt_shapes": shapes["opt"],
+                "trt_profile_max_shapes": shapes["max"],
+            },
+        ),
+        "cuda": ("CUDAExecutionProvider", {}),
+        "cpu": ("CPUExecutionProvider", {}),
+    }
+    available = set(ort.get_available_providers())
+    found = [named[w.strip()] for w in wanted if named[w.strip()][0] in available]
+    return found or ["CPUExecutionProvider"]
 
 
 def _split_responses(
