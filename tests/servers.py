@@ -1,6 +1,7 @@
 """Real servers for the tests: a Tansu broker, Redis, Triton, on loopback ports."""
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,11 +15,46 @@ from cxrwatch.embedded.stack import tansu_binary
 REPO = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
+# Ports for the test servers come from below the kernel's ephemeral range, so
+# that no outgoing connection (a client's, a previous case's) can take one
+# between the choice and the server's bind; and a port is handed out once per
+# test process, so two servers started later never get the same one.
+_LOWEST = 20000
+_given: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_run(count: int) -> int:
+    """The first of ``count`` consecutive ports nobody uses, not handed out before."""
+    high = _ephemeral_low() - count
+    for _ in range(1000):
+        base = random.randint(_LOWEST, high)
+        ports = set(range(base, base + count))
+        if not ports & _given and all(_bindable(port) for port in ports):
+            _given.update(ports)
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports below {high + count}")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on, not handed out before in this process."""
+    return free_run(1)
 
 
 def wait_port(port: int, timeout_s: float = 30.0) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import os
-import random
 import socket
 import uuid
 from collections.abc import Iterator
@@ -18,27 +17,12 @@ from cxrwatch.cli.main import replay_scenario
 from cxrwatch.core import topics
 from cxrwatch.core.settings import ServiceSettings
 from cxrwatch.embedded.lag import wait_until_drained
-from cxrwatch.embedded.stack import EmbeddedSettings, Stack, read_json
+from cxrwatch.embedded.stack import SERVICES, EmbeddedSettings, Stack, read_json
 from cxrwatch.scenario.plan import DETERIORATING, NOT_CHEST, STABLE, build
 
-from tests.servers import REPO, free_port
+from tests.servers import REPO, free_port, free_run
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_run(count: int) -> int:
-    """The first of ``count`` consecutive free ports."""
-    for _ in range(200):
-        base = random.randint(20000, 40000)
-        ports = range(base, base + count)
-        if all(_is_free(p) for p in ports):
-            return base
-    raise RuntimeError("no run of free ports")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +37,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         triton_grpc_port=free_port(),
         triton_metrics_port=free_port(),
         api_port=free_port(),
-        health_base_port=_free_run(5),
+        health_base_port=free_run(len(SERVICES)),
         model_repository=REPO / "models",
         triton_venv=REPO / ".venv-triton",
     )

