@@ -8,7 +8,10 @@ first, filtered by time and count.
 """
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +25,7 @@ from cxrwatch.core.settings import ServiceSettings
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
-from tests.servers import tansu
+from tests.servers import free_port, tansu
 
 pytestmark = pytest.mark.integration
 
@@ -254,3 +257,40 @@ def test_a_record_that_is_not_a_dead_letter_is_one_line(
     code, output = dead_letters(own_broker)
     assert code == 1
     assert output.splitlines() == [line]
+
+
+@pytest.mark.parametrize(
+    ("command", "line"),
+    [
+        (["dead-letters"], "cxrwatch: cannot read deadletter.v1 at {bootstrap}: "),
+        (["publish", "hl7", "{file}"], "cxrwatch: cannot reach Kafka at {bootstrap}: "),
+    ],
+    ids=["dead-letters", "publish"],
+)
+def test_no_broker_is_one_line_after_the_bootstrap_wait(
+    command: list[str], line: str, tmp_path: Path
+) -> None:
+    # Nothing listens on the port; kafka-python's own wait would be 30 s, so
+    # the subprocess's 20 s limit fails the test if the setting is ignored.
+    bootstrap = f"127.0.0.1:{free_port()}"
+    message = tmp_path / "oru.hl7"
+    message.write_text(ORU)
+    argv = [part.format(file=message) for part in command]
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "cxrwatch"),
+            *argv,
+            "--bootstrap",
+            bootstrap,
+        ],
+        env={**os.environ, "CXRWATCH_KAFKA_BOOTSTRAP_TIMEOUT_MS": "500"},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stdout.splitlines() + result.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(line.format(bootstrap=bootstrap))
+    assert "does not answer" in lines[0]

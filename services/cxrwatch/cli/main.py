@@ -231,7 +231,7 @@ def dead_letters(
     settings = _settings(bootstrap)
     try:
         ensure_topics(settings)
-        letters = read_dead_letters(settings.kafka_bootstrap)
+        letters = read_dead_letters(settings)
     except (CxrwatchError, KafkaError) as exc:
         _fail(f"cannot read {topics.DEADLETTER} at {settings.kafka_bootstrap}: {exc}")
     except ValidationError as exc:  # before ValueError, its base class

@@ -25,7 +25,7 @@ from cxrwatch.clinical.fhir_json import fhir_document
 from cxrwatch.clinical.hl7v2 import first_patient_id, message_segments
 from cxrwatch.core import topics
 from cxrwatch.core.errors import InvalidInput, PublishFailed
-from cxrwatch.core.kafka import Output, client_options, new_event_id
+from cxrwatch.core.kafka import Output, blocking_client_options, new_event_id
 from cxrwatch.core.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class Publisher:
     """A producer that waits for every record to be acknowledged."""
 
     def __init__(self, settings: ServiceSettings) -> None:
-        options = client_options(settings)
+        options = blocking_client_options(settings)
         self._max_bytes = settings.kafka_max_message_bytes
         self._producer = KafkaProducer(
             acks="all",

@@ -84,6 +84,13 @@ def client_options(settings: ServiceSettings) -> dict[str, Any]:
     return options
 
 
+def blocking_client_options(settings: ServiceSettings) -> dict[str, Any]:
+    """Options for kafka-python's clients: the shared ones and the bootstrap wait."""
+    return client_options(settings) | {
+        "bootstrap_timeout_ms": settings.kafka_bootstrap_timeout_ms
+    }
+
+
 def topic_configs(topic: str, settings: ServiceSettings) -> dict[str, str]:
     """Per-topic configuration: large records allowed where DICOM travels."""
     if topic in topics.LARGE_MESSAGE_TOPICS:
@@ -107,7 +114,9 @@ def ensure_topics(
     if not settings.kafka_create_topics:
         return
     try:
-        admin = KafkaAdminClient(client_id="cxrwatch-admin", **client_options(settings))
+        admin = KafkaAdminClient(
+            client_id="cxrwatch-admin", **blocking_client_options(settings)
+        )
     except KafkaError as exc:
         raise DependencyUnavailable(
             f"Kafka at {settings.kafka_bootstrap} does not answer: {exc}"

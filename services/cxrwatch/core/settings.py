@@ -43,6 +43,12 @@ class ServiceSettings(BaseSettings):
         "consumer costs it CPU (9 % of a core for six at 50, 14 % at 20, 34 % "
         "at 5). 0 is refused: Tansu then answers with no records at all.",
     )
+    kafka_bootstrap_timeout_ms: int = Field(
+        10_000,
+        ge=100,
+        description="How long topic creation and the command line wait for a "
+        "first broker to answer before they give up with an error.",
+    )
     kafka_create_topics: bool = Field(
         True, description="Create missing topics at start; off where Strimzi does."
     )

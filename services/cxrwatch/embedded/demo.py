@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cxrwatch.core import topics
 from cxrwatch.core.events import DeadLetter
+from cxrwatch.core.kafka import blocking_client_options
 from cxrwatch.core.settings import ServiceSettings
 from cxrwatch.embedded.lag import wait_until_drained
 from cxrwatch.embedded.stack import EmbeddedSettings, Stack, read_json
@@ -33,13 +34,14 @@ def run_demo(*, once: bool) -> int:
         console.print("starting broker, Redis, Triton and the services…")
         stack.start()
         index = build(settings.run_dir / "scenario")
-        sent = replay_scenario(index, ServiceSettings(kafka_bootstrap=stack.bootstrap))
+        client = ServiceSettings(kafka_bootstrap=stack.bootstrap)
+        sent = replay_scenario(index, client)
         console.print(f"replayed {sent} messages; waiting for the pipeline to drain…")
         lag = wait_until_drained(stack.bootstrap, timeout_s=300)
         stack.check_alive()
         body = read_json(f"{stack.api_url}/alerts?limit=100", settings.api_key)
         print_alerts(body)
-        print_dead_letters(read_dead_letters(stack.bootstrap))
+        print_dead_letters(read_dead_letters(client))
         if any(lag.values()):
             console.print(f"[red]pipeline did not drain: {lag}[/red]")
             return 1
@@ -59,7 +61,7 @@ def run_demo(*, once: bool) -> int:
         stack.stop()
 
 
-def read_dead_letters(bootstrap: str) -> list[DeadLetter]:
+def read_dead_letters(settings: ServiceSettings) -> list[DeadLetter]:
     """Every letter on the dead-letter topic, oldest first across partitions.
 
     Raises
@@ -70,11 +72,11 @@ def read_dead_letters(bootstrap: str) -> list[DeadLetter]:
         If a record is not JSON.
     """
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         consumer_timeout_ms=2000,
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=64 * 1024 * 1024,
+        **blocking_client_options(settings),
     )
     try:
         partitions = consumer.partitions_for_topic(topics.DEADLETTER) or set()
