@@ -8,12 +8,12 @@ from pydantic import ValidationError
 def test_the_poll_settings_come_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CXRWATCH_KAFKA_FETCH_MAX_WAIT_MS", "20")
+    monkeypatch.setenv("CXRWATCH_KAFKA_FETCH_MAX_WAIT_MS", "35")
     monkeypatch.setenv("CXRWATCH_BATCH_WAIT_MS", "7.5")
 
     settings = ServiceSettings()
 
-    assert settings.kafka_fetch_max_wait_ms == 20
+    assert settings.kafka_fetch_max_wait_ms == 35
     assert settings.batch_wait_ms == 7.5
 
 
