@@ -46,7 +46,7 @@ from typing import Any, Literal
 import redis.asyncio
 from redis.exceptions import NoScriptError, RedisError
 
-from cxrwatch.core.errors import DependencyUnavailable
+from cxrwatch.core.errors import DependencyUnavailable, InvalidInput
 from cxrwatch.core.ids import patient_ref
 from cxrwatch.core.manifest import FeatureManifest
 
@@ -176,6 +176,22 @@ return {records, redis.call('HGETALL', KEYS[3])}
 _FEATURE_SPAN_MS = 10**13
 
 _CHANGED = frozenset({"new", "replaced", "withdrawn"})
+
+
+def check_storable(moment: datetime, what: str) -> None:
+    """Refuse a time the stores cannot hold (they key times as ms since 1970).
+
+    Raises
+    ------
+    InvalidInput
+        Naming ``what`` and the span, when ``moment`` is before 1970 or after
+        the end of the span (late 2286).
+    """
+    if not STORABLE_FROM <= moment < STORABLE_UNTIL:
+        raise InvalidInput(
+            f"{what} {moment.isoformat()} is outside the times cxrwatch stores "
+            f"({STORABLE_FROM.date()} to {STORABLE_UNTIL.date()})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,6 +614,10 @@ def _from_epoch_ms(milliseconds: int) -> datetime:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
+STORABLE_FROM = _EPOCH
+"""The earliest time an observation or radiograph may carry."""
+STORABLE_UNTIL = _EPOCH + _FEATURE_SPAN_MS * _MILLISECOND
+"""The first time past the stores' span (2286-11-20)."""
 
 
 def _text(value: Any) -> str:

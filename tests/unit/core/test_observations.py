@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import redis.asyncio
-from cxrwatch.core.errors import DependencyUnavailable
+from cxrwatch.core.errors import DependencyUnavailable, InvalidInput
 from cxrwatch.core.manifest import FeatureManifest
 from cxrwatch.core.observations import (
     WITHDRAWN,
@@ -18,6 +18,7 @@ from cxrwatch.core.observations import (
     ObservationStore,
     PatientWrite,
     StoredObservation,
+    check_storable,
     with_demographics,
 )
 from redis.asyncio.retry import Retry
@@ -348,3 +349,23 @@ async def test_scripts_lost_by_redis_are_loaded_again(store, monkeypatch):
     monkeypatch.setattr(store, "_send", forgetful)
     assert [o.value for o in await store.put("p1", [reading(88)])] == [88.0]
     assert calls == [1, 1]
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC),
+        datetime(2286, 11, 20, 17, 46, 40, tzinfo=UTC),
+        datetime(2999, 1, 1, tzinfo=UTC),
+    ],
+    ids=["before-1970", "end-of-span", "2999"],
+)
+def test_a_time_outside_the_stores_span_is_refused(moment: datetime) -> None:
+    with pytest.raises(InvalidInput, match="outside the times cxrwatch stores"):
+        check_storable(moment, "OBX-14")
+
+
+def test_the_first_and_last_storable_times_are_taken() -> None:
+    check_storable(datetime(1970, 1, 1, tzinfo=UTC), "OBX-14")
+    # 10**13 ms after 1970, less one millisecond: the last key the series holds.
+    check_storable(datetime(2286, 11, 20, 17, 46, 39, 999000, tzinfo=UTC), "OBX-14")
