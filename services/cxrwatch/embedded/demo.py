@@ -2,6 +2,7 @@
 
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -23,13 +24,27 @@ logger = logging.getLogger(__name__)
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived: stop like Ctrl-C does."""
+
+
+def _stop_on_signal(signum: int, frame: object) -> None:
+    raise _Stopped(signal.Signals(signum).name)
+
+
 def run_demo(*, once: bool) -> int:
-    """Run the scenario; with ``once``, stop everything and return the exit code."""
+    """Run the scenario; with ``once``, stop everything and return the exit code.
+
+    Ctrl-C, SIGTERM and SIGHUP (a closed terminal) all stop every process the
+    stack started: they run in sessions of their own, so nothing else would.
+    """
     from cxrwatch.cli.main import print_alerts, replay_scenario
     from cxrwatch.scenario.plan import build
 
     settings = EmbeddedSettings()
     stack = Stack(settings)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on_signal)
     try:
         console.print("starting broker, Redis, Triton and the services…")
         stack.start()
@@ -54,9 +69,12 @@ def run_demo(*, once: bool) -> int:
         while True:
             stack.check_alive()
             time.sleep(1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stopped):
         return 0
     finally:
+        # A second signal must not cut the stop short and orphan the rest.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         console.print("stopping…")
         stack.stop()
 
