@@ -4,7 +4,6 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,11 +12,10 @@ from typing import Annotated, NoReturn
 import typer
 from kafka.errors import KafkaError
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
+from cxrwatch.cli.tables import console, print_alerts, print_dead_letters
 from cxrwatch.core import topics
 from cxrwatch.core.errors import CxrwatchError
 from cxrwatch.core.kafka import ensure_topics
@@ -27,7 +25,6 @@ from cxrwatch.embedded.stack import EmbeddedSettings
 
 app = typer.Typer(help="Deterioration alerts from chest radiographs and clinical data.")
 # Wide enough for the alert table when the output is a file or a pipe.
-console = Console(width=None if sys.stdout.isatty() else 120)
 logger = logging.getLogger(__name__)
 
 Files = Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)]
@@ -174,28 +171,6 @@ def alerts(
     print_alerts(body)
 
 
-def print_alerts(body: object) -> None:
-    """Render an /alerts response as a table, oldest first."""
-    items = body.get("items", []) if isinstance(body, dict) else []
-    table = Table(title=f"{len(items)} alert(s)")
-    for column in ("raised at", "patient", "band", "reason", "risk", "NEWS2"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("moved most")
-    for alert in reversed(items):
-        previous = alert.get("previous_p_critical")
-        risk = f"{previous:.2f}→" if previous is not None else ""
-        table.add_row(
-            alert["raised_at"][5:16].replace("T", " "),
-            alert["patient_key"],
-            alert["band"],
-            alert["reason"],
-            risk + f"{alert['p_critical']:.2f}",
-            str(alert.get("news2", {}).get("score")),
-            ", ".join(c["feature"] for c in alert.get("changes", [])),
-        )
-    console.print(table)
-
-
 def since_time(text: str) -> datetime:
     """A time from ``30s``, ``10m``, ``2h``, ``1d`` ago, or an ISO 8601 time
     (local time when it has no offset)."""
@@ -226,7 +201,7 @@ def dead_letters(
     limit: Annotated[int, typer.Option(min=1, help="Print the newest N.")] = 20,
 ) -> None:
     """Print what the services dead-lettered and why, oldest first."""
-    from cxrwatch.embedded.demo import print_dead_letters, read_dead_letters
+    from cxrwatch.embedded.demo import read_dead_letters
 
     settings = _settings(bootstrap)
     try:

@@ -3,15 +3,12 @@
 import json
 import logging
 import signal
-import sys
 import time
-from collections.abc import Sequence
 from operator import attrgetter
 
 from kafka import KafkaConsumer, TopicPartition
-from rich.console import Console
-from rich.table import Table
 
+from cxrwatch.cli.tables import console, print_alerts, print_dead_letters
 from cxrwatch.core import topics
 from cxrwatch.core.events import DeadLetter
 from cxrwatch.core.kafka import blocking_client_options
@@ -20,8 +17,6 @@ from cxrwatch.embedded.lag import wait_until_drained
 from cxrwatch.embedded.stack import EmbeddedSettings, Stack, read_json
 
 logger = logging.getLogger(__name__)
-# Wide enough for the alert table when the output is a file or a pipe.
-console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 class _Stopped(BaseException):
@@ -38,7 +33,7 @@ def run_demo(*, once: bool) -> int:
     Ctrl-C, SIGTERM and SIGHUP (a closed terminal) all stop every process the
     stack started: they run in sessions of their own, so nothing else would.
     """
-    from cxrwatch.cli.main import print_alerts, replay_scenario
+    from cxrwatch.cli.main import replay_scenario
     from cxrwatch.scenario.plan import build
 
     settings = EmbeddedSettings()
@@ -106,22 +101,3 @@ def read_dead_letters(settings: ServiceSettings) -> list[DeadLetter]:
     finally:
         consumer.close()
     return sorted(letters, key=attrgetter("failed_at"))
-
-
-def print_dead_letters(letters: Sequence[DeadLetter]) -> None:
-    """What went to the dead-letter topic, and why."""
-    table = Table(title=f"{len(letters)} dead letter(s)")
-    table.add_column("failed at", no_wrap=True)
-    table.add_column("service", no_wrap=True)
-    table.add_column("source", no_wrap=True)
-    table.add_column("error", no_wrap=True)
-    table.add_column("reason")
-    for letter in letters:
-        table.add_row(
-            letter.failed_at.strftime("%m-%d %H:%M:%S"),
-            letter.service,
-            f"{letter.source_topic}[{letter.source_partition}]@{letter.source_offset}",
-            letter.error_class,
-            letter.error_message[:160],
-        )
-    console.print(table)
