@@ -1,6 +1,5 @@
 """``cxrwatch``: publish files, replay a scenario, run the embedded pipeline."""
 
-import json
 import logging
 import os
 import re
@@ -22,6 +21,7 @@ from cxrwatch.core.kafka import ensure_topics
 from cxrwatch.core.logs import configure_logging
 from cxrwatch.core.settings import ServiceSettings
 from cxrwatch.embedded.stack import EmbeddedSettings
+from cxrwatch.scenario.index import read_steps
 
 app = typer.Typer(help="Deterioration alerts from chest radiographs and clinical data.")
 # Wide enough for the alert table when the output is a file or a pipe.
@@ -110,9 +110,11 @@ def scenario(
     """Build the sample scenario from real radiographs and messages."""
     from cxrwatch.scenario.plan import build
 
-    index = build(out)
-    steps = json.loads(index.read_text())["steps"]
-    console.print(f"{len(steps)} messages written; index {index}")
+    try:
+        index = build(out)
+    except OSError as exc:
+        _fail(f"cannot write the scenario into {out}: {exc.strerror or exc}")
+    console.print(f"{len(read_steps(index))} messages written; index {index}")
 
 
 @app.command()
@@ -133,7 +135,7 @@ def replay_scenario(index: Path, settings: ServiceSettings, pace: float = 0.0) -
     """Publish every step of ``index``; return how many were sent."""
     from cxrwatch.cli.publish import Publisher
 
-    steps = json.loads(index.read_text())["steps"]
+    steps = read_steps(index)
     ensure_topics(settings)
     publisher = Publisher(settings)
     columns = (
@@ -146,9 +148,9 @@ def replay_scenario(index: Path, settings: ServiceSettings, pace: float = 0.0) -
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("", total=len(steps))
             for step in steps:
-                path = index.parent / step["path"]
-                publisher.publish(step["kind"], path, key=step["key"])
-                progress.update(task, advance=1, description=step["kind"])
+                path = index.parent / step.path
+                publisher.publish(step.kind, path, key=step.key)
+                progress.update(task, advance=1, description=step.kind)
                 if pace:
                     time.sleep(pace)
     finally:

@@ -1,0 +1,42 @@
+"""The index a scenario is replayed from (``scenario.json``): its steps, in order."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from cxrwatch.core.errors import InvalidInput
+
+
+class ReplayStep(BaseModel):
+    """One file to publish: its format, where it lies beside the index, its key."""
+
+    kind: Literal["dicom", "fhir", "hl7"]
+    path: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+class _Index(BaseModel):
+    steps: list[ReplayStep]
+
+
+def read_steps(index: Path) -> list[ReplayStep]:
+    """The steps of ``index``; other fields of the file are left to their writers.
+
+    Raises
+    ------
+    InvalidInput
+        When the file is not JSON or a step lacks a kind, path or key, naming
+        the first place.
+    OSError
+        When the file cannot be read.
+    """
+    try:
+        return _Index.model_validate_json(index.read_bytes()).steps
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        place = f"{where}: " if where else ""
+        raise InvalidInput(
+            f"{index} is not a scenario index: {place}{first['msg']}"
+        ) from exc
