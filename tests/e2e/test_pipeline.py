@@ -9,6 +9,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +176,20 @@ def test_malformed_inputs_are_dead_lettered_and_the_rest_flowed(
         ):
             pass
     pipeline.check_alive()
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses something listens on at ``port``, from /proc/net/tcp."""
+    addresses = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        host, port_hex = local.split(":")
+        if state == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+            addresses.add(socket.inet_ntoa(bytes.fromhex(host)[::-1]))
+    return addresses
+
+
+def test_the_local_stack_listens_on_loopback_only(pipeline: Stack) -> None:
+    for service in SERVICES:
+        assert _listening_addresses(pipeline.health_port(service)) == {"127.0.0.1"}
+    assert _listening_addresses(pipeline.settings.api_port) == {"127.0.0.1"}

@@ -45,8 +45,8 @@ class Health:
         READY.labels(self.service).set(0)
 
 
-async def serve_health(health: Health, port: int) -> asyncio.Server | None:
-    """Serve the health endpoints on ``port``; ``0`` serves nothing."""
+async def serve_health(health: Health, port: int, host: str) -> asyncio.Server | None:
+    """Serve the health endpoints on ``host:port``; port ``0`` serves nothing."""
     if port == 0:
         return None
 
@@ -68,8 +68,8 @@ async def serve_health(health: Health, port: int) -> asyncio.Server | None:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(answer, "0.0.0.0", port)
-    logger.info("health endpoints on port %d", port)
+    server = await asyncio.start_server(answer, host, port)
+    logger.info("health endpoints on %s port %d", host, port)
     return server
 
 

@@ -63,6 +63,11 @@ class ServiceSettings(BaseSettings):
         Path("models"), description="Triton model repository holding the manifest."
     )
     model_name: str = Field("cxr_fusion", description="Model to serve and score.")
+    health_host: str = Field(
+        "0.0.0.0",
+        description="Address the health endpoints listen on (all, for the "
+        "orchestrator's probes); the embedded default uses 127.0.0.1.",
+    )
     health_port: int = Field(
         0, description="Port for /healthz, /readyz and /metrics; 0 turns it off."
     )

@@ -218,7 +218,9 @@ class StreamService:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
-        server = await serve_health(self.health, self.settings.health_port)
+        server = await serve_health(
+            self.health, self.settings.health_port, self.settings.health_host
+        )
         try:
             if await self._start_unless_stopped():
                 while not self._stopping.is_set():

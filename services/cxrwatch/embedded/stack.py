@@ -99,6 +99,7 @@ class Stack:
             "CXRWATCH_BACKEND": s.scorer_backend,
             "CXRWATCH_FACILITY_TIMEZONE": "UTC",
             "CXRWATCH_API_HOST": "127.0.0.1",
+            "CXRWATCH_HEALTH_HOST": "127.0.0.1",
             "CXRWATCH_API_PORT": str(s.api_port),
             "CXRWATCH_API_LOCAL_DEV": "true",
             "PYTHONUNBUFFERED": "1",
