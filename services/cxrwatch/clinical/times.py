@@ -13,7 +13,9 @@ every time is turned into an aware UTC instant here:
   that never occurs (clocks going forward) with the offset before the change;
 * a date alone stands for the end of that local day: the latest moment it can
   mean, so a value is never placed before it could have been measured;
-* a year or a year and month is too coarse for look-backs of hours: refused.
+* a year or a year and month is too coarse for look-backs of hours: refused;
+* a time the stores cannot hold (before 1970, after 2286-11-20) is refused, so
+  that it is dead-lettered as bad input, not as a reader defect.
 """
 
 import re
@@ -21,6 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cxrwatch.core.errors import InvalidInput
+from cxrwatch.core.observations import check_storable
 
 # A FHIR time element (a name ending in DateTime or Instant, a Period's start or
 # end, issued, lastUpdated, a Bundle's timestamp) whose value has a time but no
@@ -49,14 +52,6 @@ class FacilityClock:
                 "name such as 'Europe/London' or 'UTC'"
             ) from exc
 
-    def local(self, naive: datetime) -> datetime:
-        """Return a naive local time of the facility as an aware UTC time."""
-        return naive.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
-
-    def end_of_day(self, day: date) -> datetime:
-        """Return the last millisecond of ``day`` in the facility zone, in UTC."""
-        return self.local(datetime.combine(day, _END_OF_DAY))
-
     def complete_fhir_json(self, raw: bytes) -> bytes:
         """Give every dateTime in a FHIR JSON document without an offset the
         facility's offset for that date, so that the library accepts it."""
@@ -70,14 +65,13 @@ class FacilityClock:
         Raises
         ------
         InvalidInput
-            If the value is only a year or a year and month.
+            If the value is only a year or a year and month, or outside the
+            times the stores hold.
         """
         if isinstance(value, datetime):
-            if value.tzinfo is None:
-                return self.local(value)
-            return value.astimezone(UTC)
+            return self._instant(value, what)
         if isinstance(value, date):
-            return self.end_of_day(value)
+            return self._instant(datetime.combine(value, _END_OF_DAY), what)
         raise InvalidInput(
             f"{what} {value!r} is too coarse: an observation time needs at least a day"
         )
@@ -89,7 +83,8 @@ class FacilityClock:
         Raises
         ------
         InvalidInput
-            If the text is not a DTM or holds less than a day.
+            If the text is not a DTM, holds less than a day or lies outside the
+            times the stores hold.
         """
         text = text.strip()
         if not text:
@@ -106,13 +101,19 @@ class FacilityClock:
             moment = _hl7_naive(day, clock)
         except ValueError as exc:
             raise InvalidInput(f"{what} {text!r} is not a valid date/time") from exc
-        if not clock and offset is None:
-            return self.end_of_day(moment.date())
         if not clock:
             moment = datetime.combine(moment.date(), _END_OF_DAY)
-        if offset is None:
-            return self.local(moment)
-        return (moment.replace(tzinfo=_offset(offset, text, what))).astimezone(UTC)
+        if offset is not None:
+            moment = moment.replace(tzinfo=_offset(offset, text, what))
+        return self._instant(moment, what)
+
+    def _instant(self, moment: datetime, what: str) -> datetime:
+        """The UTC instant of a time, read in the facility zone when it has no
+        offset; checked before it is converted, which could overflow."""
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.zone, fold=0)
+        check_storable(moment, what)
+        return moment.astimezone(UTC)
 
     def _with_offset(self, match: re.Match[bytes]) -> bytes:
         minutes, seconds = match[2].decode(), (match[3] or b":00").decode()

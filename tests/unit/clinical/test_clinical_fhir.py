@@ -31,6 +31,10 @@ def ucum(value: float, code: str) -> dict[str, Any]:
     return {"value": value, "unit": code, "system": UCUM, "code": code}
 
 
+def bundle(kind: str, *entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
+
+
 def read(reader: FhirReader, resource: dict[str, Any]):
     return reader.read(json.dumps(resource).encode())
 
@@ -448,6 +452,28 @@ def test_identifier_system_configured_but_absent(codes, new_york):
     reader = FhirReader(codes, new_york, identifier_system="urn:oid:1.2.3")
     with pytest.raises(MissingPatient, match="CXRWATCH_CLINICAL_PATIENT_IDENTIFIER"):
         read(reader, observation("8867-4", ucum(80, "/min")))
+
+
+@pytest.mark.parametrize(
+    ("when", "shown"),
+    [
+        ("2999-01-01T00:00:00Z", "2999-01-01T00:00:00+00:00"),
+        ("1800-06-01T12:00:00+01:00", "1800-06-01T12:00:00+01:00"),
+        ("0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00+01:00"),  # year 0 UTC
+        ("1969-12-31T23:59:59.999Z", "1969-12-31T23:59:59.999000+00:00"),
+    ],
+)
+@pytest.mark.parametrize("in_bundle", [False, True])
+def test_a_time_the_stores_cannot_hold_is_refused(fhir, when, shown, in_bundle):
+    resource = observation("8867-4", ucum(80, "/min"), effectiveDateTime=when)
+    if in_bundle:  # the library's reading rather than the quick one
+        resource = bundle("collection", {"resource": resource})
+    with pytest.raises(InvalidInput) as refused:
+        read(fhir, resource)
+    assert type(refused.value) is InvalidInput
+    assert f"effectiveDateTime {shown} is outside the times cxrwatch stores" in str(
+        refused.value
+    )
 
 
 def test_observation_without_any_time(fhir):

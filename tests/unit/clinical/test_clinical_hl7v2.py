@@ -296,6 +296,35 @@ def test_malformed_observation_time(hl7v2):
         hl7v2.read(message(MSH, PID, OBR, obx("NM", "3", "mg/L", when="soon")))
 
 
+def test_an_observation_time_the_stores_cannot_hold_is_refused(hl7v2):
+    late = obx("NM", "3", "mg/L", when="29991204120000")
+    with pytest.raises(InvalidInput) as refused:
+        hl7v2.read(message(MSH, PID, OBR, late))
+    assert type(refused.value) is InvalidInput
+    # 12:00 in New York in December is EST, -05:00.
+    assert "OBX-14 2999-12-04T12:00:00-05:00 is outside the times cxrwatch " in str(
+        refused.value
+    )
+
+
+def test_an_order_time_the_stores_cannot_hold_is_refused(hl7v2):
+    early = OBR.replace("20210309143000", "18000101000000+0000")
+    with pytest.raises(InvalidInput, match=r"^OBR-7 1800-01-01T00:00:00\+00:00 is "):
+        hl7v2.read(message(MSH, PID, early, obx("NM", "3", "mg/L")))
+
+
+@pytest.mark.parametrize("kind", ["ORU^R01", "ADT^A01"])
+def test_a_message_time_the_stores_cannot_hold_is_refused(hl7v2, kind):
+    header = MSH.replace("20210309143500", "29990101000000+0000")
+    with pytest.raises(InvalidInput) as refused:
+        hl7v2.read(message(header.replace("ORU^R01", kind), PID))
+    assert type(refused.value) is InvalidInput
+    assert str(refused.value) == (
+        "MSH-7 2999-01-01T00:00:00+00:00 is outside the times cxrwatch stores "
+        "(1970-01-01 to 2286-11-20)"
+    )
+
+
 def test_not_utf8_without_a_declared_charset(hl7v2):
     with pytest.raises(InvalidInput, match="not UTF-8"):
         hl7v2.read(message(MSH, "PID|1||MRN1||D\xe9j\xe0").replace(b"\xc3", b"\xff"))

@@ -5,6 +5,7 @@ Redis comes from the shared fixtures (``tests/conftest.py``): 127.0.0.1:6379 unl
 """
 
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -246,3 +247,15 @@ async def test_a_value_timed_in_the_future_is_refused_and_stores_nothing(process
     assert "future" in str(refused) and "2099-01-01" in str(refused)
     # The real value after it is still stored and announced.
     assert len(stored) == 1
+
+
+async def test_a_time_the_stores_cannot_hold_is_bad_input_not_a_defect(
+    processor, caplog
+):
+    distant = HEART_RATE | {"effectiveDateTime": "2999-01-01T00:00:00Z"}
+    hl7 = ORU.replace(b"|||||F", b"|||||F|||29991204120000")
+    with caplog.at_level(logging.ERROR, logger="cxrwatch.clinical.service"):
+        refused = await processor.process([fhir(distant), record(hl7, HL7)])
+    assert [type(outcome) for outcome in refused] == [InvalidInput, InvalidInput]
+    assert all("outside the times cxrwatch stores" in str(r) for r in refused)
+    assert caplog.records == []  # no "clinical reader failed"

@@ -1,5 +1,6 @@
 """Event times: offsets, the facility zone across DST, dates, coarse times."""
 
+import re
 from datetime import UTC, date, datetime
 
 import pytest
@@ -101,3 +102,44 @@ def test_an_empty_hl7_time_is_absent(new_york):
 def test_an_unknown_zone_names_the_setting():
     with pytest.raises(ValueError, match="CXRWATCH_FACILITY_TIMEZONE"):
         FacilityClock("Mars/Olympus_Mons")
+
+
+# The stores key times as 10**13 milliseconds from 1970: up to 1970-01-01 plus
+# 115740 days and 64000 s (2286-11-20 17:46:40 UTC), that instant excluded.
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("19691231235959+0000", "1969-12-31T23:59:59+00:00"),
+        ("22861120174640+0000", "2286-11-20T17:46:40+00:00"),
+        ("29991204120000", "2999-12-04T12:00:00-05:00"),  # EST in December
+        ("00010101000000+1400", "0001-01-01T00:00:00+14:00"),  # before year 1 UTC
+        ("99991231", "9999-12-31T23:59:59.999000-05:00"),  # after year 9999 UTC
+    ],
+)
+def test_hl7_times_the_stores_cannot_hold_are_refused(new_york, text, shown):
+    with pytest.raises(InvalidInput) as refused:
+        new_york.hl7_time(text, "OBX-14")
+    assert type(refused.value) is InvalidInput
+    assert str(refused.value) == (
+        f"OBX-14 {shown} is outside the times cxrwatch stores "
+        "(1970-01-01 to 2286-11-20)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (datetime(1800, 1, 1, tzinfo=UTC), "1800-01-01T00:00:00+00:00"),
+        (date(2999, 1, 1), "2999-01-01T23:59:59.999000-05:00"),
+    ],
+)
+def test_fhir_times_the_stores_cannot_hold_are_refused(new_york, value, shown):
+    with pytest.raises(InvalidInput, match=re.escape(f"effectiveDateTime {shown} is")):
+        new_york.fhir_time(value, "effectiveDateTime")
+
+
+def test_the_first_and_last_storable_times_are_read(new_york):
+    assert new_york.hl7_time("19700101000000+0000", "t") == utc(1970, 1, 1)
+    assert new_york.hl7_time("22861120174639.999+0000", "t") == utc(
+        2286, 11, 20, 17, 46, 39, 999000
+    )
