@@ -10,12 +10,21 @@ component's coding is 9 levels deep; each nested extension adds 2).
 
 import json
 import re
+import sys
 from itertools import accumulate
 from typing import Any
 
 from cxrwatch.core.errors import InvalidInput
 
 MAX_DEPTH = 100
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 # The change of depth each byte of a bracket-only text makes.
@@ -35,14 +44,21 @@ def fhir_document(raw: bytes) -> dict[str, Any]:
         document = json.loads(raw)
     except RecursionError as exc:
         raise _too_deep() from exc
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InvalidInput(f"not valid JSON: {exc}") from exc
+    except ValueError as exc:  # the only other: an integer too long to read
+        raise InvalidInput(
+            f"a number has more than {sys.get_int_max_str_digits()} digits; "
+            "no FHIR value needs that many"
+        ) from exc
     # No more brackets than the limit cannot nest deeper: most messages stop here.
     brackets = raw.count(b"[") + raw.count(b"{")
     if brackets > MAX_DEPTH and nesting_depth(raw) > MAX_DEPTH:
         raise _too_deep()
     if not isinstance(document, dict):
-        raise InvalidInput(f"a FHIR resource is a JSON object, not {type(document)}")
+        raise InvalidInput(
+            f"a FHIR resource is a JSON object, not {_JSON_KINDS[type(document)]}"
+        )
     return document
 
 
