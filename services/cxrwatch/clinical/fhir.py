@@ -32,12 +32,16 @@ The patient key is the subject's Patient id, or, when
 ``CXRWATCH_CLINICAL_PATIENT_IDENTIFIER_SYSTEM`` is set, the value of the
 patient identifier of that system, read from the subject's logical identifier,
 a conditional reference ``Patient?identifier=system|value`` or the Patient
-resource the reference points to in the same Bundle.
+resource the reference points to in the same Bundle. An absolute reference
+(``https://ehr.example/fhir/Patient/123``) names a patient of the server at its
+base, whose ids need not be this deployment's: it is refused unless that base is
+listed in ``CXRWATCH_FHIR_SERVER_BASES``.
 """
 
 import hashlib
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -103,6 +107,8 @@ PERSONAL_ELEMENTS = frozenset(
     }
 )
 _MAX_EXPLICIT_VERSION = 2**48
+# An absolute URL; its group is the host (and port), without any user name.
+_ABSOLUTE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:[^/@]*@)?([^/]*)")
 
 
 class FhirReader:
@@ -114,10 +120,12 @@ class FhirReader:
         clock: FacilityClock,
         *,
         identifier_system: str | None = None,
+        server_bases: Iterable[str] = (),
     ) -> None:
         self._codes = codes
         self._clock = clock
         self._identifier_system = identifier_system
+        self._server_bases = sorted({base.rstrip("/") for base in server_bases})
 
     def read(self, raw: bytes) -> Reading:
         """Read a resource; refuse the whole message if any mapped value is bad.
@@ -288,6 +296,7 @@ class FhirReader:
         kind = _reference_type(reference) or subject.type
         if kind not in (None, "Patient"):
             raise MissingPatient(f"{label}: subject {reference!r} is not a Patient")
+        self._check_server(reference, label)
         if self._identifier_system is not None:
             return self._identified_subject(subject, context, label)
         target = context.resolve(reference)
@@ -299,6 +308,20 @@ class FhirReader:
             f"{label}: subject {reference or subject.identifier!r} gives no Patient "
             "id; set CXRWATCH_CLINICAL_PATIENT_IDENTIFIER_SYSTEM to key patients "
             "by an identifier"
+        )
+
+    def _check_server(self, reference: str, label: str) -> None:
+        """Refuse an absolute reference to a server not declared this
+        deployment's own: the id it ends in is that server's, and may name
+        another patient here. The reason names the host, never the id."""
+        absolute = _ABSOLUTE_URL.match(reference)
+        if absolute is None or _reference_base(reference) in self._server_bases:
+            return
+        listed = ", ".join(self._server_bases) or "none set"
+        raise MissingPatient(
+            f"{label}: subject is a Patient on the FHIR server at {absolute[1]}, "
+            f"whose base is not in CXRWATCH_FHIR_SERVER_BASES ({listed}): its "
+            "Patient ids are not this deployment's"
         )
 
     def _identified_subject(self, subject: Any, context: "_Context", label: str) -> str:
@@ -363,9 +386,7 @@ class _Context:
             return None
         if reference in self._by_reference:
             return self._by_reference[reference]
-        parts = reference.split("/")
-        if "_history" in parts:
-            parts = parts[: parts.index("_history")]
+        parts = _reference_parts(reference)
         return self._by_reference.get("/".join(parts[-2:]))
 
     def parent_time(self, observation: Any) -> datetime | date | str | None:
@@ -472,17 +493,24 @@ def _reference_type(reference: str) -> str | None:
         return None
     if reference.startswith("Patient?"):
         return "Patient"
-    parts = reference.split("/")
-    if "_history" in parts:
-        parts = parts[: parts.index("_history")]
+    parts = _reference_parts(reference)
     return parts[-2] if len(parts) >= 2 else None
 
 
 def _reference_id(reference: str) -> str:
+    return _reference_parts(reference)[-1]
+
+
+def _reference_base(reference: str) -> str:
+    """The server base of an absolute reference ``<base>/<type>/<id>``."""
+    return "/".join(_reference_parts(reference)[:-2])
+
+
+def _reference_parts(reference: str) -> list[str]:
     parts = reference.split("/")
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
-    return parts[-1]
+    return parts
 
 
 def _summary(exc: ValidationError) -> str:

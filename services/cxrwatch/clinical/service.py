@@ -33,12 +33,13 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import redis.asyncio
 from aiokafka import ConsumerRecord
 from prometheus_client import Counter as MetricCounter
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -103,6 +104,20 @@ class ClinicalSettings(ServiceSettings):
         default_factory=dict,
         description='Local codes as JSON {"system|code": "feature"}.',
     )
+    fhir_server_bases: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated base URLs of the FHIR servers whose Patient "
+        "ids are this deployment's, e.g. https://ehr.example/fhir: a subject "
+        "reference to an absolute URL under any other base is refused. Empty: "
+        "only relative and urn: references are read.",
+    )
+
+    @field_validator("fhir_server_bases", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(base.strip() for base in value.split(",") if base.strip())
+        return value
 
 
 class ClinicalProcessor:
@@ -138,6 +153,7 @@ class ClinicalProcessor:
                 codes,
                 clock,
                 identifier_system=settings.clinical_patient_identifier_system,
+                server_bases=settings.fhir_server_bases,
             ),
             "hl7v2": Hl7Reader(
                 codes,

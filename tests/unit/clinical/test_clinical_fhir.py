@@ -448,6 +448,74 @@ def test_subject_that_is_not_a_patient(fhir):
         read(fhir, resource)
 
 
+@pytest.mark.parametrize(
+    ("reference", "host"),
+    [
+        ("http://evil.example/Patient/zq81", "evil.example"),
+        ("https://ehr.example/other/Patient/zq81/_history/2", "ehr.example"),
+        (
+            "https://someone:secret@evil.example:8443/fhir/Patient/zq81",
+            "evil.example:8443",
+        ),
+    ],
+)
+def test_a_patient_on_another_server_is_refused_naming_its_host(
+    codes, new_york, reference, host
+):
+    reader = FhirReader(codes, new_york, server_bases=["https://ehr.example/fhir"])
+    resource = observation("8867-4", ucum(80, "/min"), subject={"reference": reference})
+    with pytest.raises(MissingPatient) as refused:
+        read(reader, resource)
+    reason = str(refused.value)
+    assert f"subject is a Patient on the FHIR server at {host}, " in reason
+    assert "CXRWATCH_FHIR_SERVER_BASES (https://ehr.example/fhir)" in reason
+    assert "zq81" not in reason and "secret" not in reason
+
+
+def test_a_patient_on_another_server_is_refused_even_when_in_the_bundle(fhir):
+    # The Patient's id 1 is the other server's: keyed "1", it would join ours.
+    url = "http://evil.example/Patient/1"
+    resource = observation("8867-4", ucum(80, "/min"), subject={"reference": url})
+    patient = {"resourceType": "Patient", "id": "1", "gender": "male"}
+    message = bundle(
+        "collection", {"fullUrl": url, "resource": patient}, {"resource": resource}
+    )
+    with pytest.raises(MissingPatient) as refused:
+        read(fhir, message)
+    assert (
+        "at evil.example, whose base is not in CXRWATCH_FHIR_SERVER_BASES (none set)"
+        in str(refused.value)
+    )
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "https://ehr.example/fhir/Patient/p7",
+        "https://ehr.example/fhir/Patient/p7/_history/3",
+        "http://old.example/Patient/p7",
+    ],
+)
+def test_a_patient_on_a_declared_server_is_read(codes, new_york, reference):
+    bases = ["https://ehr.example/fhir", "http://old.example/"]
+    reader = FhirReader(codes, new_york, server_bases=bases)
+    resource = observation("8867-4", ucum(80, "/min"), subject={"reference": reference})
+    assert list(read(reader, resource).patients) == ["p7"]
+
+
+def test_a_patient_in_the_bundle_by_urn_is_read(fhir):
+    resource = observation(
+        "8867-4", ucum(80, "/min"), subject={"reference": "urn:uuid:1f0e6c3a"}
+    )
+    patient = {"resourceType": "Patient", "id": "p7", "gender": "male"}
+    message = bundle(
+        "transaction",
+        {"fullUrl": "urn:uuid:1f0e6c3a", "resource": patient},
+        {"resource": resource},
+    )
+    assert list(read(fhir, message).patients) == ["p7"]
+
+
 def test_identifier_system_configured_but_absent(codes, new_york):
     reader = FhirReader(codes, new_york, identifier_system="urn:oid:1.2.3")
     with pytest.raises(MissingPatient, match="CXRWATCH_CLINICAL_PATIENT_IDENTIFIER"):

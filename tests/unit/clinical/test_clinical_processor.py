@@ -259,3 +259,24 @@ async def test_a_time_the_stores_cannot_hold_is_bad_input_not_a_defect(
     assert [type(outcome) for outcome in refused] == [InvalidInput, InvalidInput]
     assert all("outside the times cxrwatch stores" in str(r) for r in refused)
     assert caplog.records == []  # no "clinical reader failed"
+
+
+async def test_declared_fhir_servers_come_from_a_comma_separated_variable(
+    monkeypatch, redis_prefix, manifest, client
+):
+    bases = " https://ehr.example/fhir/ , http://old.example"
+    monkeypatch.setenv("CXRWATCH_FHIR_SERVER_BASES", bases)
+    settings = ClinicalSettings(redis_prefix=redis_prefix)
+    assert settings.fhir_server_bases == (
+        "https://ehr.example/fhir/",
+        "http://old.example",
+    )
+    processor = await started(settings, manifest, client)
+    ours = {"reference": "https://ehr.example/fhir/Patient/p9"}
+    theirs = {"reference": "https://evil.example/fhir/Patient/p9"}
+    stored, refused = await processor.process(
+        [fhir(HEART_RATE | {"subject": ours}), fhir(HEART_RATE | {"subject": theirs})]
+    )
+    assert [output.key for output in stored] == ["p9"]
+    assert type(refused) is MissingPatient
+    assert "FHIR server at evil.example" in str(refused)
