@@ -1,9 +1,10 @@
 """The imaging service as a process against a real Kafka-protocol broker (Tansu).
 
-Six objects go in: two chests to score (RG1 in JPEG 2000, fodicom's bare
+Seven objects go in: two chests to score (RG1 in JPEG 2000, fodicom's bare
 MONOCHROME1 chest), a hip (skipped), a JPEG 2000 file cut 8 bytes short, random
-bytes, and the fodicom chest without Patient ID. Two radiograph events and three
-dead letters must come out, nothing for the hip, and the service must still run.
+bytes, the fodicom chest without Patient ID, and an RLE chest whose noise makes
+its Rust codec panic. Two radiograph events and four dead letters must come
+out, nothing for the hip, and the service must still run.
 """
 
 import asyncio
@@ -28,6 +29,7 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
 from tests.servers import REPO, free_port, process, wait_port
+from tests.unit.imaging.samples import rle_chest, with_noise
 
 pytestmark = pytest.mark.integration
 
@@ -141,6 +143,7 @@ async def test_imaging_service_scores_chests_skips_hips_dead_letters_the_rest(
         (f"cut-{run}", rg1[:-8]),
         (f"noise-{run}", os.urandom(20_000)),
         (f"anonymous-{run}", fodicom),
+        (f"panic-{run}", with_noise(rle_chest(), 200, -100)),
     ]
     ensure_topics(ServiceSettings(kafka_bootstrap=kafka_bootstrap))
     health = free_port()
@@ -151,14 +154,17 @@ async def test_imaging_service_scores_chests_skips_hips_dead_letters_the_rest(
         "CXRWATCH_HEALTH_PORT": str(health),
         "CXRWATCH_DECODE_WORKERS": "1",
         "CXRWATCH_FACILITY_TIMEZONE": "Europe/Paris",
+        "RUST_BACKTRACE": "1",  # as in the shell of the trial that found the panic
     }
     argv = [sys.executable, "-m", "cxrwatch.imaging"]
 
-    with process(argv, output_dir / "imaging.log", env) as service:
+    log = output_dir / "imaging.log"
+    logged_before = log.stat().st_size if log.exists() else 0
+    with process(argv, log, env) as service:
         wait_port(health)
         await _produce(kafka_bootstrap, records)
         events, letters = await _collect(
-            kafka_bootstrap, {key for key, _ in records}, 2, 3
+            kafka_bootstrap, {key for key, _ in records}, 2, 4
         )
         time.sleep(0.5)
         metrics = _metrics(health)
@@ -180,9 +186,21 @@ async def test_imaging_service_scores_chests_skips_hips_dead_letters_the_rest(
     by_key = {
         base64.b64decode(letter.source_key or "").decode(): letter for letter in letters
     }
-    assert set(by_key) == {f"cut-{run}", f"noise-{run}", f"anonymous-{run}"}
+    assert set(by_key) == {
+        f"cut-{run}",
+        f"noise-{run}",
+        f"anonymous-{run}",
+        f"panic-{run}",
+    }
     assert "pixel data is truncated" in by_key[f"cut-{run}"].error_message
     assert "not a DICOM object" in by_key[f"noise-{run}"].error_message
     assert by_key[f"anonymous-{run}"].error_class == "MissingPatient"
+    panic = by_key[f"panic-{run}"]
+    assert panic.error_class == "InvalidInput"
+    assert "RLE Lossless pixel data cannot be decoded: index out of" in (
+        panic.error_message
+    )
+    this_run = log.read_bytes()[logged_before:].decode(errors="replace")
+    assert "stack backtrace" not in this_run  # the codec's, 80 lines of it
     assert all(letter.service == "imaging" for letter in letters)
     assert 'cxrwatch_skipped_total{reason="not-chest",service="imaging"} 1.0' in metrics

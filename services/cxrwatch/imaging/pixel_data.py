@@ -270,9 +270,16 @@ def _full_decode(dataset: Dataset, syntax: UID) -> np.ndarray:
         plugin = ""
     try:
         values, _ = decoder.as_array(dataset, index=0, raw=True, decoding_plugin=plugin)
-    except _CODEC_ERRORS as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        # Any failure, a panic included: pylibjpeg-rle is written in Rust and
+        # panics on some damaged data, which pyo3 raises as PanicException, a
+        # BaseException that a worker process cannot pickle back. pydicom
+        # joins its plugins' errors on several lines: the reason has one.
+        reason = " ".join(str(exc).split())
         raise InvalidInput(
-            f"the {syntax.name} pixel data cannot be decoded: {exc}; "
+            f"the {syntax.name} pixel data cannot be decoded: {reason}; "
             "it is damaged or not what the transfer syntax says"
         ) from exc
     if values.ndim != 2:

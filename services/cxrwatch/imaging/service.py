@@ -155,7 +155,15 @@ def _one_thread_per_worker() -> None:
 
 
 def _quiet_worker() -> None:
-    """Keep pydicom's per-object warnings out of the service log."""
+    """Keep pydicom's per-object warnings out of the service log.
+
+    Also a Rust codec's backtrace: pylibjpeg-rle panics on some damaged RLE,
+    which becomes a dead letter, and Rust's panic hook writes to the worker's
+    stderr, with some 80 lines of backtrace when ``RUST_BACKTRACE`` is set in
+    the service's environment. Without it the hook still writes the panic's
+    place and message (two lines, and a hint on a worker's first panic).
+    """
+    os.environ.pop("RUST_BACKTRACE", None)
     warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
     warnings.filterwarnings("ignore", module=r"glymur(\..*)?")
     logging.getLogger("pydicom").setLevel(logging.ERROR)

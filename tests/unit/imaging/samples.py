@@ -1,6 +1,7 @@
 """Where the imaging tests find real DICOM objects, and a few ways to alter them."""
 
 import io
+import random
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,18 @@ def to_bytes(ds: Dataset, *, as_file: bool = True) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=as_file)
     return buffer.getvalue()
+
+
+def rle_chest() -> Dataset:
+    """RG3 (a tibia) in RLE Lossless, labelled a chest so that the policy scores it."""
+    ds = dataset("dtf_WG04__RG3_RLE.dcm")
+    ds.BodyPartExamined = "CHEST"
+    return ds
+
+
+def with_noise(ds: Dataset, start: int, end: int, seed: int = 0) -> bytes:
+    """``ds`` serialised with its Pixel Data bytes ``[start:end]`` made random."""
+    pixels = bytearray(ds.PixelData)
+    pixels[start:end] = random.Random(seed).randbytes(len(pixels[start:end]))
+    ds.PixelData = bytes(pixels)
+    return to_bytes(ds)

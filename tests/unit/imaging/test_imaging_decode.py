@@ -1,6 +1,7 @@
 """read_radiograph on real objects: codecs, truncation, files without meta, polarity."""
 
 import io
+import pickle
 from datetime import tzinfo
 
 import numpy as np
@@ -22,7 +23,14 @@ from pydicom.uid import (
     JPEGBaseline8Bit,
 )
 
-from tests.unit.imaging.samples import FODICOM_CHEST, dataset, sample, to_bytes
+from tests.unit.imaging.samples import (
+    FODICOM_CHEST,
+    dataset,
+    rle_chest,
+    sample,
+    to_bytes,
+    with_noise,
+)
 
 
 def _stored_full_size(raw: bytes) -> np.ndarray:
@@ -203,6 +211,38 @@ def test_rle_matches_the_uncompressed_array() -> None:
     uncompressed = _stored_full_size(sample("RG3_UNCR.dcm"))
 
     np.testing.assert_array_equal(rle, uncompressed)
+
+
+def test_rle_that_makes_the_codec_panic_is_invalid_input_that_pickles(
+    utc: tzinfo, spec: ImageSpec
+) -> None:
+    # pylibjpeg-rle panics here; pyo3's PanicException is a BaseException that
+    # the decoder pool could not pickle back ("Can't pickle ... PanicException").
+    damaged = with_noise(rle_chest(), 200, -100)
+
+    with pytest.raises(InvalidInput) as refused:
+        read_radiograph(damaged, spec, utc)
+
+    reason = str(refused.value)
+    assert reason.startswith(
+        "the RLE Lossless pixel data cannot be decoded: index out of bounds"
+    )
+    copy = pickle.loads(pickle.dumps(refused.value))
+    assert type(copy) is InvalidInput and str(copy) == reason
+
+
+def test_rle_refused_by_every_decoder_is_named_on_one_line(
+    utc: tzinfo, spec: ImageSpec
+) -> None:
+    damaged = with_noise(rle_chest(), 16, 80)  # the RLE header's segment offsets
+
+    with pytest.raises(InvalidInput) as refused:
+        read_radiograph(damaged, spec, utc)
+
+    reason = str(refused.value)
+    assert "\n" not in reason
+    assert "pylibjpeg: Invalid segment offset found in the RLE header" in reason
+    assert "pydicom: The RLE header specifies an invalid number of segments" in reason
 
 
 def test_jpeg_ls_and_lossless_jpeg_decode_to_their_documented_ranges() -> None:

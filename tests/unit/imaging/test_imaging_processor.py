@@ -18,7 +18,15 @@ from cxrwatch.imaging.service import ImagingProcessor, ImagingSettings
 from cxrwatch.scenario.dicom import reidentify
 from pydicom.data import get_testdata_file
 
-from tests.unit.imaging.samples import FODICOM_CHEST, MODEL_SPEC, dataset, sample
+from tests.unit.imaging.samples import (
+    FODICOM_CHEST,
+    MODEL_SPEC,
+    dataset,
+    rle_chest,
+    sample,
+    to_bytes,
+    with_noise,
+)
 
 
 def _record(offset: int, value: bytes | None) -> ConsumerRecord:
@@ -97,6 +105,25 @@ async def test_a_dead_worker_is_replaced_and_the_batch_goes_on(
         await killer
     assert isinstance(outcomes[0], list) and outcomes[0][0].key == "9RG1"
     assert processor._pool is not pool
+
+
+async def test_a_codec_panic_is_dead_lettered_and_the_same_pool_decodes_on(
+    processor: ImagingProcessor,
+) -> None:
+    # The panic came back as "PicklingError: Can't pickle <class
+    # 'pyo3_runtime.PanicException'>" instead of a reason.
+    pool = processor._pool
+    chest = sample("RG1_J2KI.dcm")
+    records = [_record(0, with_noise(rle_chest(), 200, -100)), _record(1, chest)]
+
+    panicked, after = await processor.process(records)
+    [rle] = await processor.process([_record(2, to_bytes(rle_chest()))])
+
+    assert type(panicked) is InvalidInput
+    assert "RLE Lossless pixel data cannot be decoded: index out of" in str(panicked)
+    assert isinstance(after, list) and after[0].key == "9RG1"
+    assert isinstance(rle, list) and rle[0].key == "11RG3"
+    assert processor._pool is pool
 
 
 async def test_settings_refuse_an_unknown_time_zone() -> None:
