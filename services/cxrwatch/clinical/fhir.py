@@ -22,7 +22,9 @@ What is read:
   ``cancelled`` and ``unknown`` carry no value and are counted as ignored.
 * Patient: ``birthDate`` and ``gender``.
 * Bundle of type transaction, batch, collection or searchset: its Observation
-  and Patient entries; other entries only lend times and patients.
+  and Patient entries; other entries only lend times and patients. An entry
+  whose ``request.method`` is other than POST or PUT (a DELETE, a PATCH, a
+  read) asks for something this service does not do: the Bundle is refused.
 
 Identity: the source id of a value is ``fhir:Observation/<id>`` (else the first
 identifier, else the entry's fullUrl, else a hash of the resource), followed by
@@ -64,6 +66,8 @@ logger = logging.getLogger(__name__)
 
 UCUM = "http://unitsofmeasure.org"
 BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "searchset"})
+# Request methods of an entry that create or update its resource.
+STORING_METHODS = frozenset({"POST", "PUT"})
 RESOURCE_TYPES = frozenset({"Observation", "Patient", "Bundle"})
 GENDERS = frozenset({"male", "female", "other", "unknown"})
 NO_VALUE_STATUSES = {
@@ -165,9 +169,22 @@ class FhirReader:
                 f"Bundle type {bundle.type!r} is not read here; send one of "
                 f"{', '.join(sorted(BUNDLE_TYPES))}"
             )
-        entries = [(entry.fullUrl, entry.resource) for entry in bundle.entry or ()]
-        context = _Context([(url, r) for url, r in entries if r is not None])
-        for number, (url, resource) in enumerate(entries, start=1):
+        entries = list(bundle.entry or ())
+        context = _Context(
+            [(e.fullUrl, e.resource) for e in entries if e.resource is not None]
+        )
+        for number, entry in enumerate(entries, start=1):
+            url, resource = entry.fullUrl, entry.resource
+            method = entry.request.method if entry.request is not None else None
+            if method is not None and method not in STORING_METHODS:
+                reading.refusals.append(
+                    UnsupportedInput(
+                        f"entry {number}: request method {method!r} is not "
+                        "accepted; only POST and PUT entries are stored (withdraw "
+                        "an Observation with status entered-in-error)"
+                    )
+                )
+                continue
             if resource is None:
                 reading.ignored["entry-without-resource"] += 1
                 continue

@@ -264,6 +264,53 @@ def test_other_bundle_types_are_read(fhir, kind):
     assert only(read(fhir, bundle)).value == 80.0
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_entries_that_create_or_update_are_read(fhir, method):
+    entry = {
+        "resource": observation("8867-4", ucum(80, "/min")),
+        "request": {"method": method, "url": "Observation/obs-8867-4"},
+    }
+    assert only(read(fhir, bundle("transaction", entry))).value == 80.0
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PATCH", "GET", "HEAD", "post"])
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_an_entry_asking_for_anything_but_a_create_or_update_refuses_the_bundle(
+    fhir, method, kind
+):
+    message = bundle(
+        kind,
+        {
+            "resource": observation("9279-1", ucum(18, "/min")),
+            "request": {"method": "POST", "url": "Observation"},
+        },
+        {
+            "resource": observation("8867-4", ucum(80, "/min")),
+            "request": {"method": method, "url": "Observation/obs-8867-4"},
+        },
+    )
+    with pytest.raises(InvalidInput) as refused:
+        read(fhir, message)
+    assert type(refused.value) is InvalidInput
+    assert str(refused.value).startswith(
+        f"message refused, nothing stored; 1 problem: entry 2: request method "
+        f"'{method}' is not accepted; only POST and PUT entries are stored"
+    )
+
+
+def test_a_delete_without_a_resource_refuses_the_bundle(fhir):
+    message = bundle(
+        "transaction",
+        {
+            "resource": observation("9279-1", ucum(18, "/min")),
+            "request": {"method": "POST", "url": "Observation"},
+        },
+        {"request": {"method": "DELETE", "url": "Observation/obs-8867-4"}},
+    )
+    with pytest.raises(InvalidInput, match="entry 2: request method 'DELETE' is not"):
+        read(fhir, message)
+
+
 # Partial messages: refused whole, every problem named ------------------------
 
 
