@@ -29,7 +29,8 @@
   or photometric interpretation that is refused (both named), a missing or
   undecodable Patient ID, no acquisition time, an acquisition time more than
   ``CXRWATCH_IMAGING_MAX_FUTURE_MINUTES`` ahead of now (a wrong modality clock
-  would make a patient's newest image, and age, years ahead);
+  would make a patient's newest image, and age, years ahead) or before 1970,
+  outside the times the stores hold;
 * **commits**: the runtime commits a record's offset once its outputs, or its
   dead letter, are acknowledged by the broker; a skipped record has none and is
   committed with its batch. A crash before that redelivers it.
@@ -56,6 +57,7 @@ from cxrwatch.core.ids import patient_ref
 from cxrwatch.core.kafka import Output
 from cxrwatch.core.manifest import ImageSpec, load_manifest
 from cxrwatch.core.metrics import SKIPPED
+from cxrwatch.core.observations import check_storable
 from cxrwatch.core.settings import ServiceSettings
 from cxrwatch.core.stream import Outcome, process_each
 from cxrwatch.imaging.decode import CE_TYPE, read_radiograph
@@ -255,7 +257,7 @@ class ImagingProcessor:
             return []
         except BrokenProcessPool:
             result = await self._retry_alone(record, pool)
-        self._refuse_future(result)
+        self._check_acquisition_time(result)
         logger.info(
             "imaging radiograph %s for %s from %s[%d]@%d, decoded at 1/%d",
             result.radiograph_id,
@@ -276,7 +278,7 @@ class ImagingProcessor:
             )
         ]
 
-    def _refuse_future(self, result: RadiographRecord) -> None:
+    def _check_acquisition_time(self, result: RadiographRecord) -> None:
         tolerance = self.settings.imaging_max_future_minutes
         if result.acquired_at > datetime.now(UTC) + timedelta(minutes=tolerance):
             raise InvalidInput(
@@ -284,6 +286,7 @@ class ImagingProcessor:
                 "check the modality's clock (tolerance "
                 f"CXRWATCH_IMAGING_MAX_FUTURE_MINUTES={tolerance:g})"
             )
+        check_storable(result.acquired_at, "acquisition time")
 
     async def _decoded(self, pending: Decoding, pool: Pool) -> RadiographRecord:
         """The worker's result, or its pool killed when it takes too long."""

@@ -228,3 +228,24 @@ async def test_an_image_acquired_in_the_future_is_refused(
     assert isinstance(skewed, list) and len(skewed) == 1  # within the tolerance
     assert isinstance(far, InvalidInput)
     assert "2199-01-01T00:00:00+00:00" in str(far)
+
+
+async def test_an_image_acquired_before_the_stores_begin_is_refused(
+    processor: ImagingProcessor,
+) -> None:
+    # An image of 1800-01-01 was scored, while the clinical service refuses
+    # any time before 1970: the stores keep times as milliseconds since then.
+    records = [
+        _record(0, _chest_acquired(datetime(1800, 1, 1, tzinfo=UTC))),
+        _record(1, _chest_acquired(datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC))),
+        _record(2, _chest_acquired(datetime(1970, 1, 1, tzinfo=UTC))),
+    ]
+
+    old, eve, epoch = await processor.process(records)
+
+    assert type(old) is InvalidInput
+    assert "1800-01-01T00:00:00+00:00 is outside the times cxrwatch stores" in str(old)
+    assert "FUT-1" not in str(old) and "Future" not in str(old)
+    assert type(eve) is InvalidInput
+    assert "1969-12-31T23:59:59+00:00 is outside" in str(eve)
+    assert isinstance(epoch, list) and len(epoch) == 1
