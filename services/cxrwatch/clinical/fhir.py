@@ -15,11 +15,12 @@ What is read:
   85354-9 gives its systolic 8480-6 component); ``valueQuantity``,
   ``valueCodeableConcept`` (oxygen delivery, sex) and ``valueBoolean``;
   ``effectiveDateTime``, ``effectiveInstant`` or ``effectivePeriod`` (its end,
-  else its start), else the time of a panel or report in the same Bundle that
-  lists the observation, else ``issued``; ``status``: ``preliminary``,
-  ``final``, ``amended`` and ``corrected`` store the value (a later version
-  replaces an earlier one), ``entered-in-error`` withdraws it, ``registered``,
-  ``cancelled`` and ``unknown`` carry no value and are counted as ignored.
+  else its start; one ending before it starts is refused), else the time of a
+  panel or report in the same Bundle that lists the observation, else
+  ``issued``; ``status``: ``preliminary``, ``final``, ``amended`` and
+  ``corrected`` store the value (a later version replaces an earlier one),
+  ``entered-in-error`` withdraws it, ``registered``, ``cancelled`` and
+  ``unknown`` carry no value and are counted as ignored.
 * Patient: ``birthDate`` and ``gender``.
 * Bundle of type transaction, batch, collection or searchset: its Observation
   and Patient entries; other entries only lend times and patients. An entry
@@ -292,9 +293,7 @@ class FhirReader:
             )
         period = observation.effectivePeriod
         if period is not None and (period.end or period.start) is not None:
-            return clock.fhir_time(
-                period.end or period.start, f"{label} effectivePeriod"
-            )
+            return self._period_end(period, f"{label} effectivePeriod")
         if observation.effectiveTiming is not None:
             raise InvalidInput(f"{label}: effectiveTiming is not read; send a dateTime")
         if (inherited := context.parent_time(observation)) is not None:
@@ -305,6 +304,19 @@ class FhirReader:
             f"{label} has no time: no effective[x], no panel or report listing it "
             "with one, no issued"
         )
+
+    def _period_end(self, period: Any, what: str) -> datetime:
+        """The end of a period, else its start; refused if it ends before it
+        starts. A day alone reads as its last moment, so a day is compared with
+        a day only, a time with a time."""
+        end = self._clock.fhir_time(period.end or period.start, what)
+        alike = period.end is not None and type(period.start) is type(period.end)
+        if alike and end < self._clock.fhir_time(period.start, what):
+            raise InvalidInput(
+                f"{what} ends at {period.end.isoformat()}, before it starts at "
+                f"{period.start.isoformat()}"
+            )
+        return end
 
     def _subject_key(self, subject: Any, context: "_Context", label: str) -> str:
         if subject is None:

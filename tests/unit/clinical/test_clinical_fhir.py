@@ -39,6 +39,17 @@ def read(reader: FhirReader, resource: dict[str, Any]):
     return reader.read(json.dumps(resource).encode())
 
 
+def refusal(reader: FhirReader, resource: dict[str, Any], in_bundle: bool) -> str:
+    """Why a resource is refused, read alone (the quick reading of a plain
+    Observation) or in a Bundle (the library's); it must be InvalidInput."""
+    if in_bundle:
+        resource = bundle("collection", {"resource": resource})
+    with pytest.raises(InvalidInput) as refused:
+        read(reader, resource)
+    assert type(refused.value) is InvalidInput
+    return str(refused.value)
+
+
 def only(reading):
     [patient] = reading.patients.values()
     [stored] = patient.observations
@@ -185,6 +196,43 @@ def test_effective_period_uses_its_end(fhir):
     assert only(read(fhir, resource)).effective_at == datetime(
         2021, 3, 9, 14, 30, tzinfo=UTC
     )
+
+
+def heart_rate_over(start: str, end: str) -> dict[str, Any]:
+    resource = observation("8867-4", ucum(80, "/min"))
+    del resource["effectiveDateTime"]
+    resource["effectivePeriod"] = {"start": start, "end": end}
+    return resource
+
+
+@pytest.mark.parametrize("in_bundle", [False, True])
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2021-03-09T15:00:00+01:00", "2021-03-09T13:59:59+00:00"),
+        ("2021-03-10", "2021-03-09"),
+    ],
+)
+def test_a_period_that_ends_before_it_starts_is_refused(fhir, start, end, in_bundle):
+    reason = refusal(fhir, heart_rate_over(start, end), in_bundle)
+    assert f"effectivePeriod ends at {end}, before it starts at {start}" in reason
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "stored_at"),
+    [
+        # 15:00 at +02:00 is 13:00 UTC, an hour before the end.
+        ("2021-03-09T15:00:00+02:00", "2021-03-09T14:00:00Z", (2021, 3, 9, 14)),
+        ("2021-03-09T14:00:00Z", "2021-03-09T14:00:00Z", (2021, 3, 9, 14)),
+        # A day holds every time of it: 10:00 is within 2021-03-09.
+        ("2021-03-09", "2021-03-09T10:00:00Z", (2021, 3, 9, 10)),
+    ],
+)
+def test_a_period_that_ends_when_or_after_it_starts_is_read(
+    fhir, start, end, stored_at
+):
+    stored = only(read(fhir, heart_rate_over(start, end)))
+    assert stored.effective_at == datetime(*stored_at, tzinfo=UTC)
 
 
 def test_oxygen_delivery_as_a_codeable_concept(fhir):
@@ -581,14 +629,8 @@ def test_identifier_system_configured_but_absent(codes, new_york):
 @pytest.mark.parametrize("in_bundle", [False, True])
 def test_a_time_the_stores_cannot_hold_is_refused(fhir, when, shown, in_bundle):
     resource = observation("8867-4", ucum(80, "/min"), effectiveDateTime=when)
-    if in_bundle:  # the library's reading rather than the quick one
-        resource = bundle("collection", {"resource": resource})
-    with pytest.raises(InvalidInput) as refused:
-        read(fhir, resource)
-    assert type(refused.value) is InvalidInput
-    assert f"effectiveDateTime {shown} is outside the times cxrwatch stores" in str(
-        refused.value
-    )
+    reason = refusal(fhir, resource, in_bundle)
+    assert f"effectiveDateTime {shown} is outside the times cxrwatch stores" in reason
 
 
 def test_observation_without_any_time(fhir):
