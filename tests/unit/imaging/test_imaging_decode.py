@@ -245,6 +245,23 @@ def test_rle_refused_by_every_decoder_is_named_on_one_line(
     assert "pydicom: The RLE header specifies an invalid number of segments" in reason
 
 
+@pytest.mark.parametrize(("rows", "columns"), [(65535, 65535), (8193, 2048)])
+def test_dimensions_no_radiograph_has_are_refused_before_decoding(
+    rows: int, columns: int, utc: tzinfo, spec: ImageSpec
+) -> None:
+    # The RLE decoder sized its output from such a header: 8 GB, 20 s.
+    ds = rle_chest()
+    ds.Rows, ds.Columns = rows, columns
+
+    with pytest.raises(InvalidInput) as refused:
+        read_radiograph(to_bytes(ds), spec, utc)
+
+    assert str(refused.value) == (
+        f"Rows {rows} x Columns {columns} is larger than a radiograph "
+        "(at most 8192 pixels a side); not decoded"
+    )
+
+
 def test_jpeg_ls_and_lossless_jpeg_decode_to_their_documented_ranges() -> None:
     """Ranges from shared/data/INVENTORY.md, found with another decoder."""
     jpeg_ls = _stored_full_size(sample("dtf_WG04__RG1_JLSN.dcm"))
