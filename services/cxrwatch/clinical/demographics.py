@@ -6,6 +6,10 @@ leave it unknown. Accepted: FHIR administrative gender (``male``, ``female``,
 ``other``, ``unknown``), HL7 table 0001 (``M``, ``F``, ``O``, ``A``, ``N``,
 ``U``), the LOINC answers ``LA2-8`` (male) and ``LA3-6`` (female) and the
 SNOMED CT findings 248153007 (male) and 248152002 (female).
+
+A birth date after the day of the message (or today) is impossible and
+refused; the refusal does not repeat it, as a birth date helps say who a
+person is.
 """
 
 from datetime import date
@@ -66,3 +70,19 @@ def birth_date_from_text(text: str, what: str) -> date | None:
         return date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
     except ValueError as exc:
         raise InvalidInput(f"{what} {text!r} is not a valid date") from exc
+
+
+def check_birth_date(born: date | None, latest: date, what: str) -> None:
+    """Refuse a birth date after ``latest``, the day of the message: the day it
+    was sent, or today when it arrives sooner or says nothing of when.
+
+    Raises
+    ------
+    InvalidInput
+        If ``born`` is after ``latest``; the reason does not show ``born``.
+    """
+    if born is not None and born > latest:
+        raise InvalidInput(
+            f"{what} is after {latest.isoformat()}, the day of the message: "
+            "nobody is born later than that (the date is not shown)"
+        )

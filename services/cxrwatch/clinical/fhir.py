@@ -21,7 +21,7 @@ What is read:
   ``corrected`` store the value (a later version replaces an earlier one),
   ``entered-in-error`` withdraws it, ``registered``, ``cancelled`` and
   ``unknown`` carry no value and are counted as ignored.
-* Patient: ``birthDate`` and ``gender``.
+* Patient: ``birthDate`` (refused when after today) and ``gender``.
 * Bundle of type transaction, batch, collection or searchset: its Observation
   and Patient entries; other entries only lend times and patients. An entry
   whose ``request.method`` is other than POST or PUT (a DELETE, a PATCH, a
@@ -55,7 +55,7 @@ from pydantic import ValidationError
 from cxrwatch.clinical import observation_json
 from cxrwatch.clinical.answers import Answer, CodedAnswer, Quantity
 from cxrwatch.clinical.codes import CodeMatch, FeatureCodes
-from cxrwatch.clinical.demographics import sex_from_code
+from cxrwatch.clinical.demographics import check_birth_date, sex_from_code
 from cxrwatch.clinical.fhir_json import fhir_document
 from cxrwatch.clinical.measurements import feature_value
 from cxrwatch.clinical.reading import STATUS_RANKS, Reading, version
@@ -386,11 +386,17 @@ class FhirReader:
                 InvalidInput(f"{label}: gender {patient.gender!r} is not a FHIR gender")
             )
             return
+        born = patient.birthDate if isinstance(patient.birthDate, date) else None
+        try:
+            today = self._clock.day_of(datetime.now(UTC))
+            check_birth_date(born, today, f"{label} birthDate")
+        except InvalidInput as exc:
+            reading.refusals.append(exc)
+            return
         target = reading.patient(key)
         if patient.gender is not None:
             target.sex = sex_from_code(patient.gender)
-        if isinstance(patient.birthDate, date):
-            target.birth_date = patient.birthDate
+        target.birth_date = born
 
 
 class _Context:

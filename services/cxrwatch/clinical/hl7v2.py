@@ -52,7 +52,11 @@ from hl7.util import unescape
 
 from cxrwatch.clinical.answers import Answer, CodedAnswer, Quantity
 from cxrwatch.clinical.codes import CodeMatch, FeatureCodes
-from cxrwatch.clinical.demographics import birth_date_from_text, sex_from_code
+from cxrwatch.clinical.demographics import (
+    birth_date_from_text,
+    check_birth_date,
+    sex_from_code,
+)
 from cxrwatch.clinical.measurements import feature_value
 from cxrwatch.clinical.reading import PatientReading, Reading, version
 from cxrwatch.clinical.times import FacilityClock
@@ -144,16 +148,18 @@ class Hl7Reader:
         for segment in message:
             name = _field(segment, 0)
             if name == "PID":
-                subject = self._patient(segment, reading)
+                subject = self._patient(segment, header, reading)
             elif name == "OBR":
                 order = _Order.read(segment, self._clock)
             elif name == "OBX" and results:
                 self._observation(segment, header, order, subject, seen, reading)
 
-    def _patient(self, pid: Any, reading: Reading) -> "_Subject":
+    def _patient(self, pid: Any, header: "_Header", reading: Reading) -> "_Subject":
         try:
             key = self._patient_key(pid)
             birth_date = birth_date_from_text(_field(pid, 7), "PID-7 birth date")
+            latest = self._clock.day_of(min(header.sent_at, datetime.now(UTC)))
+            check_birth_date(birth_date, latest, "PID-7 birth date")
         except InvalidInput as exc:
             reading.refusals.append(exc)
             return _Subject(None, exc, reported=True)

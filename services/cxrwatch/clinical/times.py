@@ -52,6 +52,10 @@ class FacilityClock:
                 "name such as 'Europe/London' or 'UTC'"
             ) from exc
 
+    def day_of(self, moment: datetime) -> date:
+        """Return the facility's calendar day at an aware instant."""
+        return moment.astimezone(self.zone).date()
+
     def complete_fhir_json(self, raw: bytes) -> bytes:
         """Give every dateTime in a FHIR JSON document without an offset the
         facility's offset for that date, so that the library accepts it."""

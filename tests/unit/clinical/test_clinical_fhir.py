@@ -3,6 +3,7 @@
 import json
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from cxrwatch.clinical.fhir import FhirReader
@@ -40,8 +41,9 @@ def read(reader: FhirReader, resource: dict[str, Any]):
 
 
 def refusal(reader: FhirReader, resource: dict[str, Any], in_bundle: bool) -> str:
-    """Why a resource is refused, read alone (the quick reading of a plain
-    Observation) or in a Bundle (the library's); it must be InvalidInput."""
+    """Why a resource is refused, read alone or in a Bundle (a plain Observation
+    alone takes the quick reading, in a Bundle the library's); it must be
+    InvalidInput."""
     if in_bundle:
         resource = bundle("collection", {"resource": resource})
     with pytest.raises(InvalidInput) as refused:
@@ -266,6 +268,23 @@ def test_patient_gives_demographics(fhir):
     reading = read(fhir, patient)
     assert reading.patients["p1"].sex == "F"
     assert str(reading.patients["p1"].birth_date) == "1950-02-01"
+
+
+@pytest.mark.parametrize("in_bundle", [False, True])
+def test_a_birth_date_in_the_future_is_refused_without_showing_it(fhir, in_bundle):
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": "2999-01-01"}
+    reason = refusal(fhir, patient, in_bundle)
+    assert "Patient/p1" in reason
+    assert "birthDate is after " in reason
+    assert ", the day of the message: nobody is born later than that" in reason
+    assert "2999" not in reason
+
+
+def test_a_birth_date_of_today_is_read(fhir):
+    today = datetime.now(ZoneInfo("America/New_York")).date()
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": str(today)}
+    # Should midnight pass meanwhile, the reader's today is later: still read.
+    assert read(fhir, patient).patients["p1"].birth_date == today
 
 
 def test_transaction_bundle_keys_patients_by_identifier(codes, new_york):

@@ -197,6 +197,31 @@ def test_adt_gives_demographics_only(hl7v2):
     )
 
 
+@pytest.mark.parametrize("kind", ["ORU^R01", "ADT^A01"])
+def test_a_birth_date_after_the_message_is_refused_without_showing_it(hl7v2, kind):
+    # MSH-7 is 2021-03-09 14:35 in New York; the next day cannot be a birth date.
+    pid = PID.replace("19500201", "20210310")
+    with pytest.raises(InvalidInput) as refused:
+        hl7v2.read(message(MSH.replace("ORU^R01", kind), pid, OBR, *VITALS[:1]))
+    assert type(refused.value) is InvalidInput
+    reason = str(refused.value)
+    assert "PID-7 birth date is after 2021-03-09, the day of the message" in reason
+    assert "20210310" not in reason and "2021-03-10" not in reason
+
+
+def test_a_birth_date_after_today_is_refused_whatever_the_message_time(hl7v2):
+    header = MSH.replace("20210309143500", "22000101000000+0000")
+    pid = PID.replace("19500201", "21991231")
+    with pytest.raises(InvalidInput, match="PID-7 birth date is after 20"):
+        hl7v2.read(message(header.replace("ORU^R01", "ADT^A01"), pid))
+
+
+def test_a_birth_date_on_the_day_of_the_message_is_read(hl7v2):
+    pid = PID.replace("19500201", "20210309")
+    reading = hl7v2.read(message(MSH, pid, OBR, *VITALS[:1]))
+    assert reading.patients["MRN123"].birth_date == date(2021, 3, 9)
+
+
 def test_patient_key_by_assigning_authority_and_type(codes, new_york):
     reader = Hl7Reader(
         codes, new_york, assigning_authority="OTHER", identifier_type="PI"
