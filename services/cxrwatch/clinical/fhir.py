@@ -396,7 +396,7 @@ class FhirReader:
         target = reading.patient(key)
         if patient.gender is not None:
             target.sex = sex_from_code(patient.gender)
-        target.birth_date = born
+        target.birth_date = born or target.birth_date
 
 
 class _Context:

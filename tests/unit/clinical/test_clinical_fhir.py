@@ -1,7 +1,7 @@
 """FHIR R4: the specification's examples, the known failing inputs, malformed input."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -278,6 +278,13 @@ def test_a_birth_date_in_the_future_is_refused_without_showing_it(fhir, in_bundl
     assert "birthDate is after " in reason
     assert ", the day of the message: nobody is born later than that" in reason
     assert "2999" not in reason
+
+
+def test_a_patient_without_a_birth_date_keeps_the_one_given_before(fhir):
+    dated = {"resourceType": "Patient", "id": "p1", "birthDate": "1950-02-01"}
+    undated = {"resourceType": "Patient", "id": "p1", "gender": "female"}
+    message = bundle("collection", {"resource": dated}, {"resource": undated})
+    assert read(fhir, message).patients["p1"].birth_date == date(1950, 2, 1)
 
 
 def test_a_birth_date_of_today_is_read(fhir):
