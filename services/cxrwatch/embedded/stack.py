@@ -7,6 +7,7 @@ alone, only the keys under the run's prefix (``cxr`` by default) in the
 chosen database are cleared at start.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -142,6 +143,10 @@ class Stack:
                 logger.warning("%s did not stop in 15 s; killing it", child.name)
                 os.killpg(child.process.pid, signal.SIGKILL)
                 child.process.wait()
+            # What the child left in its group (Triton's Python-backend stubs
+            # when the server was stopped while loading) goes with it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.process.pid, signal.SIGKILL)
         self.children.clear()
 
     def check_alive(self) -> None:
