@@ -29,13 +29,11 @@ from cxrwatch.core.manifest import ImageSpec
 from cxrwatch.imaging.dataset import parse_dataset
 from cxrwatch.imaging.grayscale import GrayscalePipeline
 from cxrwatch.imaging.header import RadiographHeader, read_header
-from cxrwatch.imaging.pixel_data import decode_stored_values
+from cxrwatch.imaging.pixel_data import check_dimensions, decode_stored_values
 from cxrwatch.imaging.policy import CHEST_RADIOGRAPHS, ScoringPolicy
 from cxrwatch.imaging.resampling import Letterbox, resample
 
 CE_TYPE = "org.cxrwatch.radiograph.v1"
-MAX_SIDE = 8192
-"""Most pixels a side an object may have to be decoded."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +135,7 @@ def read_radiograph(
     header = read_header(dataset, facility_tz)
     pipeline = GrayscalePipeline.from_dataset(dataset)
     rows, columns = int(dataset.Rows), int(dataset.Columns)
-    _check_size(rows, columns)
+    check_dimensions(rows, columns)
     box = Letterbox.fit(rows, columns, image, header.pixel_aspect)
     stored = decode_stored_values(dataset, box.fitted_height, box.fitted_width)
     value_range = (
@@ -153,18 +151,6 @@ def read_radiograph(
     if (low, high) != (0.0, 1.0):
         canvas = canvas * np.float32(high - low) + np.float32(low)
     return DecodedRadiograph(header, canvas[np.newaxis], stored.reduction)
-
-
-def _check_size(rows: int, columns: int) -> None:
-    """Refuse, before any decoder sizes its buffers from them, dimensions no
-    radiograph has: a 43 cm detector at 0.1 mm is about 4300 pixels a side, and
-    a stitched long-length image stays under twice that. An RLE object whose
-    header said 65535 x 65535 took a decoder 20 s and 8 GB to refuse."""
-    if max(rows, columns) > MAX_SIDE:
-        raise InvalidInput(
-            f"Rows {rows} x Columns {columns} is larger than a radiograph "
-            f"(at most {MAX_SIDE} pixels a side); not decoded"
-        )
 
 
 def _check_spec(image: ImageSpec) -> None:

@@ -60,6 +60,18 @@ def reduced_decoding_available() -> bool:
     return True
 
 
+def image_size(codestream: bytes) -> tuple[int, int] | None:
+    """Rows and columns of the image, from the SIZ marker that follows SOC.
+
+    None when the bytes are no raw codestream or the marker is cut short.
+    """
+    if not codestream.startswith(_SOC_SIZ) or len(codestream) < 24:
+        return None
+    # Lsiz(2) Rsiz(2) Xsiz(4) Ysiz(4) XOsiz(4) YOsiz(4): the grid and its origin.
+    width, height, left, top = struct.unpack_from(">IIII", codestream, 8)
+    return height - top, width - left
+
+
 def decomposition_levels(codestream: bytes) -> int | None:
     """Levels of the wavelet transform, from the COD marker of the main header.
 

@@ -78,6 +78,8 @@ ENCAPSULATED = (
     "1.2.840.10008.1.2.4.202",
     "1.2.840.10008.1.2.4.203",
 )
+MAX_SIDE = 8192
+"""Most pixels a side an object may have to be decoded."""
 _DCT_SCALES = (8, 4, 2)
 # CharLS decodes JPEG-LS about 3x faster than libjpeg; pydicom tries libjpeg
 # first unless told.
@@ -123,8 +125,7 @@ def decode_stored_values(
     syntax = transfer_syntax(dataset)
     rows = required_integer(dataset, "Rows")
     columns = required_integer(dataset, "Columns")
-    if rows <= 0 or columns <= 0:
-        raise InvalidInput(f"the image is {rows} x {columns} pixels; both must be > 0")
+    check_dimensions(rows, columns)
     if "PixelData" not in dataset:
         raise InvalidInput(
             "the object has no Pixel Data (7FE0,0010); send the image, not a header"
@@ -138,11 +139,44 @@ def decode_stored_values(
             "resend the image uncompressed or as JPEG, JPEG-LS, JPEG 2000 or RLE"
         )
     frame = _first_frame(dataset, syntax)
+    if syntax in (JPEG2000Lossless, JPEG2000):
+        _check_codestream_size(frame, syntax, rows, columns)
     reduced = _reduced(dataset, syntax, frame, rows, columns, min_rows, min_columns)
     if reduced is not None:
         return reduced
     values = _full_decode(dataset, syntax)
     return StoredPixels(values, rows, columns, 1)
+
+
+def check_dimensions(rows: int, columns: int) -> None:
+    """Refuse, before any decoder sizes its buffers from them, dimensions no
+    radiograph has: a 43 cm detector at 0.1 mm is about 4300 pixels a side, and
+    a stitched long-length image stays under twice that. An RLE object whose
+    header said 65535 x 65535 took a decoder 20 s and 8 GB to refuse.
+
+    Raises
+    ------
+    InvalidInput
+        If a side is not positive or is over :data:`MAX_SIDE`.
+    """
+    if rows <= 0 or columns <= 0:
+        raise InvalidInput(f"the image is {rows} x {columns} pixels; both must be > 0")
+    if max(rows, columns) > MAX_SIDE:
+        raise InvalidInput(
+            f"Rows {rows} x Columns {columns} is larger than a radiograph "
+            f"(at most {MAX_SIDE} pixels a side); not decoded"
+        )
+
+
+def _check_codestream_size(frame: bytes, syntax: UID, rows: int, columns: int) -> None:
+    """The codestream sizes the decoder's buffers, not Rows and Columns: a
+    JPEG 2000 frame claiming 200000 x 200000 took a worker to 5 GB."""
+    size = jpeg2000.image_size(frame)
+    if size is not None and size != (rows, columns):
+        raise InvalidInput(
+            f"the {syntax.name} codestream is {size[0]} x {size[1]} pixels, but "
+            f"Rows and Columns say {rows} x {columns}; not decoded"
+        )
 
 
 def _native(dataset: Dataset, syntax: UID, rows: int, columns: int) -> np.ndarray:
@@ -173,7 +207,7 @@ def _first_frame(dataset: Dataset, syntax: UID) -> bytes:
     except _CODEC_ERRORS as exc:
         raise InvalidInput(
             f"the encapsulated {syntax.name} pixel data has no readable first "
-            f"frame: {exc}"
+            f"frame: {_one_line(exc)}"
         ) from exc
 
 
@@ -206,7 +240,7 @@ def _reduced_jpeg2000(
         values = jpeg2000.decode_reduced(frame, level)
     except _CODEC_ERRORS as exc:
         raise InvalidInput(
-            f"the {syntax.name} codestream cannot be decoded: {exc}; "
+            f"the {syntax.name} codestream cannot be decoded: {_one_line(exc)}; "
             "it is damaged or not what the transfer syntax says"
         ) from exc
     step = 2**level
@@ -245,7 +279,9 @@ def _reduced_jpeg(
             image.draft("L", (max(1, columns // scale), max(1, rows // scale)))
             values = np.asarray(image)
     except _CODEC_ERRORS as exc:
-        raise InvalidInput(f"the baseline JPEG cannot be decoded: {exc}") from exc
+        raise InvalidInput(
+            f"the baseline JPEG cannot be decoded: {_one_line(exc)}"
+        ) from exc
     reduction = round(columns / values.shape[1]) if values.shape[1] else 1
     expected = (math.ceil(rows / reduction), math.ceil(columns / reduction))
     if values.shape != expected:
@@ -275,11 +311,9 @@ def _full_decode(dataset: Dataset, syntax: UID) -> np.ndarray:
     except BaseException as exc:
         # Any failure, a panic included: pylibjpeg-rle is written in Rust and
         # panics on some damaged data, which pyo3 raises as PanicException, a
-        # BaseException that a worker process cannot pickle back. pydicom
-        # joins its plugins' errors on several lines: the reason has one.
-        reason = " ".join(str(exc).split())
+        # BaseException that a worker process cannot pickle back.
         raise InvalidInput(
-            f"the {syntax.name} pixel data cannot be decoded: {reason}; "
+            f"the {syntax.name} pixel data cannot be decoded: {_one_line(exc)}; "
             "it is damaged or not what the transfer syntax says"
         ) from exc
     if values.ndim != 2:
@@ -288,3 +322,9 @@ def _full_decode(dataset: Dataset, syntax: UID) -> np.ndarray:
             "single-sample (grayscale) images are read"
         )
     return values
+
+
+def _one_line(exc: BaseException) -> str:
+    """A codec's message on one line: pydicom joins its plugins' errors, and
+    OpenJPEG its own, on several."""
+    return " ".join(str(exc).split())

@@ -262,6 +262,44 @@ def test_dimensions_no_radiograph_has_are_refused_before_decoding(
     )
 
 
+@pytest.mark.parametrize(("rows", "columns"), [(0, 1760), (1760, 0)])
+def test_an_empty_image_is_refused_plainly(
+    rows: int, columns: int, utc: tzinfo, spec: ImageSpec
+) -> None:
+    # It divided by zero while fitting the image to the model's size.
+    ds = rle_chest()
+    ds.Rows, ds.Columns = rows, columns
+
+    with pytest.raises(InvalidInput) as refused:
+        read_radiograph(to_bytes(ds), spec, utc)
+
+    assert str(refused.value) == (
+        f"the image is {rows} x {columns} pixels; both must be > 0"
+    )
+
+
+def test_a_jpeg2000_codestream_larger_than_its_header_is_not_decoded(
+    utc: tzinfo, spec: ImageSpec
+) -> None:
+    # RG1 is 1955 rows x 1841 columns. Its SIZ marker (after SOC, FF4F) says
+    # how large the decoder's buffers are; made 200000 x 200000 it took a
+    # worker to 5 GB before the size mismatch was seen.
+    ds = dataset("RG1_J2KR.dcm")
+    ds.BodyPartExamined = "CHEST"
+    pixels = bytearray(ds.PixelData)
+    siz = pixels.index(b"\xff\x4f\xff\x51") + 2
+    pixels[siz + 6 : siz + 14] = (200000).to_bytes(4, "big") * 2  # Xsiz, Ysiz
+    ds.PixelData = bytes(pixels)
+
+    with pytest.raises(InvalidInput) as refused:
+        read_radiograph(to_bytes(ds), spec, utc)
+
+    assert str(refused.value) == (
+        "the JPEG 2000 Image Compression (Lossless Only) codestream is "
+        "200000 x 200000 pixels, but Rows and Columns say 1955 x 1841; not decoded"
+    )
+
+
 def test_jpeg_ls_and_lossless_jpeg_decode_to_their_documented_ranges() -> None:
     """Ranges from shared/data/INVENTORY.md, found with another decoder."""
     jpeg_ls = _stored_full_size(sample("dtf_WG04__RG1_JLSN.dcm"))
