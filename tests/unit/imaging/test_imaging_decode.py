@@ -245,37 +245,34 @@ def test_rle_refused_by_every_decoder_is_named_on_one_line(
     assert "pydicom: The RLE header specifies an invalid number of segments" in reason
 
 
-@pytest.mark.parametrize(("rows", "columns"), [(65535, 65535), (8193, 2048)])
+_TOO_LARGE = (
+    "Rows {} x Columns {} is larger than a radiograph "
+    "(at most 8192 pixels a side); not decoded"
+)
+_EMPTY = "the image is {} x {} pixels; both must be > 0"
+
+
+@pytest.mark.parametrize(
+    ("rows", "columns", "reason"),
+    [
+        # The RLE decoder sized its output from such a header: 8 GB, 20 s.
+        (65535, 65535, _TOO_LARGE),
+        (8193, 2048, _TOO_LARGE),
+        # These divided by zero while fitting the image to the model's size.
+        (0, 1760, _EMPTY),
+        (1760, 0, _EMPTY),
+    ],
+)
 def test_dimensions_no_radiograph_has_are_refused_before_decoding(
-    rows: int, columns: int, utc: tzinfo, spec: ImageSpec
+    rows: int, columns: int, reason: str, utc: tzinfo, spec: ImageSpec
 ) -> None:
-    # The RLE decoder sized its output from such a header: 8 GB, 20 s.
     ds = rle_chest()
     ds.Rows, ds.Columns = rows, columns
 
     with pytest.raises(InvalidInput) as refused:
         read_radiograph(to_bytes(ds), spec, utc)
 
-    assert str(refused.value) == (
-        f"Rows {rows} x Columns {columns} is larger than a radiograph "
-        "(at most 8192 pixels a side); not decoded"
-    )
-
-
-@pytest.mark.parametrize(("rows", "columns"), [(0, 1760), (1760, 0)])
-def test_an_empty_image_is_refused_plainly(
-    rows: int, columns: int, utc: tzinfo, spec: ImageSpec
-) -> None:
-    # It divided by zero while fitting the image to the model's size.
-    ds = rle_chest()
-    ds.Rows, ds.Columns = rows, columns
-
-    with pytest.raises(InvalidInput) as refused:
-        read_radiograph(to_bytes(ds), spec, utc)
-
-    assert str(refused.value) == (
-        f"the image is {rows} x {columns} pixels; both must be > 0"
-    )
+    assert str(refused.value) == reason.format(rows, columns)
 
 
 def test_a_jpeg2000_codestream_larger_than_its_header_is_not_decoded(
