@@ -54,7 +54,7 @@ def print_dead_letters(letters: Sequence[DeadLetter]) -> None:
     table = Table(title=f"{len(letters)} dead letter(s)")
     for column in ("failed at", "service", "source", "error"):
         table.add_column(column, no_wrap=True)
-    table.add_column("reason")
+    table.add_column("reason", overflow="fold")
     for letter in letters:
         table.add_row(
             utc_text(letter.failed_at),

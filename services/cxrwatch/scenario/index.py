@@ -9,7 +9,8 @@ from cxrwatch.core.errors import InvalidInput
 
 
 class ReplayStep(BaseModel):
-    """One file to publish: its format, where it lies beside the index, its key."""
+    """One file to publish: its format, where it lies under the index's folder,
+    its key."""
 
     kind: Literal["dicom", "fhir", "hl7"]
     path: str = Field(min_length=1)
@@ -26,13 +27,13 @@ def read_steps(index: Path) -> list[ReplayStep]:
     Raises
     ------
     InvalidInput
-        When the file is not JSON or a step lacks a kind, path or key, naming
-        the first place.
+        When the file is not JSON, a step lacks a kind, path or key, or a path
+        leads out of the index's folder, naming the first place.
     OSError
         When the file cannot be read.
     """
     try:
-        return _Index.model_validate_json(index.read_bytes()).steps
+        steps = _Index.model_validate_json(index.read_bytes()).steps
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"]))
@@ -40,3 +41,11 @@ def read_steps(index: Path) -> list[ReplayStep]:
         raise InvalidInput(
             f"{index} is not a scenario index: {place}{first['msg']}"
         ) from exc
+    folder = index.parent.resolve()
+    for number, step in enumerate(steps):
+        if not (folder / step.path).resolve().is_relative_to(folder):
+            raise InvalidInput(
+                f"{index} is not a scenario index: steps.{number}.path "
+                f"{step.path!r} leads out of the index's folder"
+            )
+    return steps

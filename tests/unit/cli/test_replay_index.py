@@ -24,8 +24,18 @@ NOWHERE = "127.0.0.1:1"
             json.dumps({"steps": [{"kind": "hl7", "path": "a.hl7"}]}),
             "steps.0.key: Field required",
         ),
+        (
+            json.dumps({"steps": [{"kind": "fhir", "path": "../x.json", "key": "K"}]}),
+            "steps.0.path '../x.json' leads out of the index's folder",
+        ),
+        (
+            json.dumps(
+                {"steps": [{"kind": "fhir", "path": "/etc/passwd", "key": "K"}]}
+            ),
+            "steps.0.path '/etc/passwd' leads out of the index's folder",
+        ),
     ],
-    ids=["not-json", "no-steps", "unknown-kind", "no-key"],
+    ids=["not-json", "no-steps", "unknown-kind", "no-key", "outside", "absolute"],
 )
 def test_a_bad_index_is_one_line(text: str, reason: str, tmp_path: Path) -> None:
     index = tmp_path / "scenario.json"
