@@ -12,6 +12,8 @@
 #   TRITON_HOST          address to bind (default 127.0.0.1)
 #   TRITON_MODELS        models to load, space-separated (default cxr_fusion)
 #   TRITON_LOG_VERBOSE   --log-verbose level (default 0)
+#   TRITON_SHM_PREFIX    prefix of the Python backend's /dev/shm regions
+#                        (default cxrwatch_<grpc_port>_)
 #
 # The Python backend's stub is an embedded CPython: it finds numpy and
 # onnxruntime through PYTHONPATH (the venv's site-packages), libpython through
@@ -28,6 +30,7 @@ venv="${TRITON_VENV:-$root/.venv-triton}"
 backends="${TRITON_BACKENDS:-$root/.cache/triton-backends}"
 host="${TRITON_HOST:-127.0.0.1}"
 models="${TRITON_MODELS:-cxr_fusion}"
+shm_prefix="${TRITON_SHM_PREFIX:-cxrwatch_${grpc_port}_}"
 python="$venv/bin/python"
 
 if [[ ! -x "$python" ]]; then
@@ -77,6 +80,6 @@ exec "$server_dir/bin/tritonserver" \
   --metrics-config=summary_latencies=true \
   --metrics-config=summary_quantiles=0.5:0.05,0.9:0.01,0.99:0.001 \
   --pinned-memory-pool-byte-size=0 \
-  --backend-config="python,shm-region-prefix-name=cxrwatch_${grpc_port}_" \
+  --backend-config="python,shm-region-prefix-name=${shm_prefix}" \
   --backend-config="python,shm-default-byte-size=16777216" \
   --log-verbose="${TRITON_LOG_VERBOSE:-0}"

@@ -83,6 +83,11 @@ class Stack:
         """Base URL of the API."""
         return f"http://127.0.0.1:{self.settings.api_port}"
 
+    @property
+    def triton_shm_prefix(self) -> str:
+        """Prefix of the /dev/shm regions Triton's Python backend makes."""
+        return f"cxrwatch_{self.settings.triton_grpc_port}_"
+
     def health_port(self, service: str) -> int:
         """Health port of a stream service."""
         return self.settings.health_base_port + SERVICES.index(service)
@@ -147,6 +152,11 @@ class Stack:
             # when the server was stopped while loading) goes with it.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.process.pid, signal.SIGKILL)
+        if any(child.name == "triton" for child in self.children):
+            # A stub killed above could not remove its regions.
+            shm = Path("/dev/shm")  # noqa: S108 - removing, not creating
+            for region in shm.glob(f"{self.triton_shm_prefix}*"):
+                region.unlink(missing_ok=True)
         self.children.clear()
 
     def check_alive(self) -> None:
@@ -247,7 +257,11 @@ class Stack:
                 str(s.triton_grpc_port),
                 str(s.triton_metrics_port),
             ],
-            {**os.environ, "TRITON_VENV": str(s.triton_venv.resolve())},
+            {
+                **os.environ,
+                "TRITON_VENV": str(s.triton_venv.resolve()),
+                "TRITON_SHM_PREFIX": self.triton_shm_prefix,
+            },
         )
         self._wait_http(
             "triton", f"http://127.0.0.1:{s.triton_http_port}/v2/health/ready", 180

@@ -1,11 +1,14 @@
 """Stopping the stack ends each child's whole process group, including what
-outlives the child itself (a Triton Python-backend stub left behind)."""
+outlives the child itself (a Triton Python-backend stub left behind), and
+the shared-memory regions such a stub could not remove."""
 
 import os
 import time
 from pathlib import Path
 
 from cxrwatch.embedded.stack import EmbeddedSettings, Stack
+
+from tests.servers import free_port
 
 
 def _group(pgid: int) -> list[int]:
@@ -45,3 +48,23 @@ def test_a_straggler_that_ignores_sigterm_is_stopped_with_its_group(
     while _group(child.process.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _group(child.process.pid) == []
+
+
+def test_the_python_backends_leftover_regions_go_with_triton(tmp_path: Path) -> None:
+    settings = EmbeddedSettings(run_dir=tmp_path, triton_grpc_port=free_port())
+    stack = Stack(settings)
+    (tmp_path / "logs").mkdir()
+    stack._spawn("triton", ["sleep", "300"], dict(os.environ))
+    shm = Path("/dev/shm")
+    left = shm / f"cxrwatch_{settings.triton_grpc_port}_cxr_fusion_0_0"
+    other = shm / f"cxrwatch_{free_port()}_cxr_fusion_0_0"  # another server's
+    left.write_bytes(b"\0" * 16)
+    other.write_bytes(b"\0" * 16)
+    try:
+        stack.stop()
+
+        assert not left.exists()
+        assert other.exists()
+    finally:
+        left.unlink(missing_ok=True)
+        other.unlink(missing_ok=True)
