@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from cxrwatch.cli.tables import console, print_alerts, print_dead_letters
 from cxrwatch.core import topics
 from cxrwatch.core.errors import CxrwatchError
+from cxrwatch.core.events import first_problem
 from cxrwatch.core.kafka import ensure_topics
 from cxrwatch.core.logs import configure_logging
 from cxrwatch.core.settings import ServiceSettings
@@ -212,11 +213,9 @@ def dead_letters(
     except (CxrwatchError, KafkaError) as exc:
         _fail(f"cannot read {topics.DEADLETTER} at {settings.kafka_bootstrap}: {exc}")
     except ValidationError as exc:  # before ValueError, its base class
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "record"
         _fail(
             f"{topics.DEADLETTER} holds a record that is not a dead letter: "
-            f"{where}: {first['msg']}"
+            f"{first_problem(exc, whole='record')}"
         )
     except ValueError as exc:
         _fail(f"{topics.DEADLETTER} holds a record that is not JSON: {exc}")

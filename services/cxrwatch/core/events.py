@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Literal, TypeVar
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from cxrwatch.core import topics
 from cxrwatch.core.errors import InvalidInput
@@ -206,6 +206,14 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
 }
 
 EventT = TypeVar("EventT", bound=BaseModel)
+
+
+def first_problem(exc: ValidationError, whole: str = "") -> str:
+    """The first problem of ``exc`` on one line, ``place: message``; a problem
+    with the whole value is placed at ``whole``, or not at all."""
+    first = exc.errors()[0]
+    where = ".".join(map(str, first["loc"])) or whole
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
 def decode_event(model: type[EventT], raw: bytes | str) -> EventT:

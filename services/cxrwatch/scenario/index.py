@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from cxrwatch.core.errors import InvalidInput
+from cxrwatch.core.events import first_problem
 
 
 class ReplayStep(BaseModel):
@@ -35,11 +36,8 @@ def read_steps(index: Path) -> list[ReplayStep]:
     try:
         steps = _Index.model_validate_json(index.read_bytes()).steps
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        place = f"{where}: " if where else ""
         raise InvalidInput(
-            f"{index} is not a scenario index: {place}{first['msg']}"
+            f"{index} is not a scenario index: {first_problem(exc)}"
         ) from exc
     folder = index.parent.resolve()
     for number, step in enumerate(steps):
