@@ -57,6 +57,22 @@ def free_port() -> int:
     return free_run(1)
 
 
+def process_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first,
+    then parent, process group...), or None when there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie waiting to be reaped."""
+    fields = process_stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
 def wait_port(port: int, timeout_s: float = 30.0) -> None:
     """Wait until something accepts connections on ``port``."""
     deadline = time.monotonic() + timeout_s

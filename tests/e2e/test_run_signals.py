@@ -18,21 +18,11 @@ from pathlib import Path
 import pytest
 from cxrwatch.embedded.stack import SERVICES
 
-from tests.servers import REPO, free_port, free_run
+from tests.servers import REPO, free_port, free_run, running
 
 pytestmark = pytest.mark.e2e
 
 STARTED = re.compile(r"started (\w+) \(pid (\d+)\)")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A child that exited but was not reaped yet is a zombie: gone.
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
@@ -76,11 +66,11 @@ def test_a_signal_stops_every_child(signum: signal.Signals, tmp_path: Path) -> N
             command.kill()
             command.wait()
         for pid in children.values():
-            if _alive(pid):
+            if running(pid):
                 os.killpg(pid, signal.SIGKILL)
 
     assert code == 0
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(map(_alive, children.values())):
+    while time.monotonic() < deadline and any(map(running, children.values())):
         time.sleep(0.2)
-    assert [name for name, pid in children.items() if _alive(pid)] == []
+    assert [name for name, pid in children.items() if running(pid)] == []

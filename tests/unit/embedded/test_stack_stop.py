@@ -8,22 +8,19 @@ from pathlib import Path
 
 from cxrwatch.embedded.stack import EmbeddedSettings, Stack
 
-from tests.servers import free_port
+from tests.servers import free_port, process_stat
 
 
 def _group(pgid: int) -> list[int]:
-    """Live (not zombie) processes in the process group ``pgid``."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+    """Running (not zombie) processes in the process group ``pgid``."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+        and (fields := process_stat(int(entry.name))) is not None
+        and int(fields[2]) == pgid
+        and fields[0] != "Z"
+    ]
 
 
 def test_a_straggler_that_ignores_sigterm_is_stopped_with_its_group(
