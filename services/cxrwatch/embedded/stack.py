@@ -146,12 +146,12 @@ class Stack:
                 child.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 logger.warning("%s did not stop in 15 s; killing it", child.name)
-                os.killpg(child.process.pid, signal.SIGKILL)
-                child.process.wait()
-            # What the child left in its group (Triton's Python-backend stubs
-            # when the server was stopped while loading) goes with it.
+            # Whatever is left in the child's group goes: the child itself after
+            # 15 s, or what it leaves behind (Triton's Python-backend stubs when
+            # the server was stopped while loading).
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.process.pid, signal.SIGKILL)
+            child.process.wait()
         if any(child.name == "triton" for child in self.children):
             # A stub killed above could not remove its regions.
             shm = Path("/dev/shm")  # noqa: S108 - removing, not creating
