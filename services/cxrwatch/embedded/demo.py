@@ -1,10 +1,13 @@
 """``make run``: the whole pipeline on the sample scenario, then the API stays up."""
 
+import contextlib
 import json
 import logging
+import os
 import signal
 import time
 from operator import attrgetter
+from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -25,6 +28,25 @@ class _Stopped(BaseException):
 
 def _stop_on_signal(signum: int, frame: object) -> None:
     raise _Stopped(signal.Signals(signum).name)
+
+
+def stop_unrecorded_children() -> None:
+    """SIGTERM each process this one started and the stack did not record.
+
+    A signal that arrives between a child's start and its entry in the
+    stack's list leaves it unknown to :meth:`Stack.stop`, running on in a
+    session of its own; in ``cxrwatch run`` every child is the stack's, so
+    any still running is such a one. Each leads its own process group.
+    """
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            logger.warning("stopping process %s, started as a signal came", entry.name)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(entry.name), signal.SIGTERM)
 
 
 def run_demo(*, once: bool) -> int:
@@ -72,6 +94,7 @@ def run_demo(*, once: bool) -> int:
             signal.signal(signum, signal.SIG_IGN)
         console.print("stopping…")
         stack.stop()
+        stop_unrecorded_children()
 
 
 def read_dead_letters(settings: ServiceSettings) -> list[DeadLetter]:

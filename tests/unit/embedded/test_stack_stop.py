@@ -3,6 +3,9 @@ outlives the child itself (a Triton Python-backend stub left behind), and
 the shared-memory regions such a stub could not remove."""
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,3 +68,18 @@ def test_the_python_backends_leftover_regions_go_with_triton(tmp_path: Path) -> 
     finally:
         left.unlink(missing_ok=True)
         other.unlink(missing_ok=True)
+
+
+def test_a_child_the_stack_never_recorded_is_stopped_by_cxrwatch_run() -> None:
+    # In a process of its own: in pytest's, every child would be stopped.
+    script = (
+        "import subprocess, sys\n"
+        "from cxrwatch.embedded.demo import stop_unrecorded_children\n"
+        "child = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+        "stop_unrecorded_children()\n"
+        "sys.exit(-child.wait(timeout=10))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == signal.SIGTERM, result.stderr
